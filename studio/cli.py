@@ -1,0 +1,70 @@
+"""``twinopt`` command line. Each subcommand lives in ``studio/commands/<name>.py`` and exposes
+``add_arguments(parser)`` and ``main(args) -> int``; heavy imports stay inside ``main``.
+
+Exit codes (docs: README): 0 ok, 2 bad input (one line on stderr), 1 internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from twins.errors import InputError
+
+#: subcommand name -> module; order is the order of ``twinopt --help``.
+COMMANDS = {
+    "run": "studio.commands.run",
+    "compare": "studio.commands.compare",
+    "schema": "studio.commands.schema",
+    "schedule": "studio.commands.schedule",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="twinopt", description="Digital twin and process optimization for manufacturing lines.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:  # a command whose module is not there yet
+            if err.name != module_name:
+                raise
+            continue
+        doc = (module.__doc__ or "").strip().splitlines()
+        p = sub.add_parser(name, help=doc[0] if doc else None, description=(module.__doc__ or "").strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or bool(os.environ.get("TWINOPT_DEBUG"))
+    try:
+        return int(args._main(args) or 0)
+    except InputError as err:
+        print(f"twinopt: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("twinopt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence: no tracebacks for users
+        if debug:
+            raise
+        msg = " ".join(f"{type(err).__name__}: {err}".split())
+        print(f"twinopt: internal error: {msg} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
