@@ -1,0 +1,112 @@
+"""A schedule is a list of timed operations; it can be checked independently of whoever made it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twins.instances import FlowShopInstance, JobShopInstance
+
+
+@dataclass(frozen=True, order=True)
+class ScheduledOperation:
+    """Operation ``op`` (0-based position in job ``job``'s route) on ``machine`` from start to end."""
+
+    start: float
+    end: float
+    job: int
+    op: int
+    machine: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job": self.job, "op": self.op, "machine": self.machine, "start": self.start, "end": self.end}
+
+
+@dataclass
+class Schedule:
+    """The output of every scheduler. ``permutation`` is set for permutation flow shops."""
+
+    instance: str
+    operations: list[ScheduledOperation]
+    solver: str = ""
+    lower_bound: float | None = None
+    status: str = "feasible"  # optimal | feasible | time_limit | infeasible | heuristic
+    seconds: float = 0.0
+    permutation: list[int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def makespan(self) -> float:
+        return max((o.end for o in self.operations), default=0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``twinopt schedule --json`` document (see DESIGN.md, command-line contract)."""
+        doc = {
+            "instance": self.instance,
+            "solver": self.solver,
+            "makespan": _num(self.makespan),
+            "lower_bound": _num(self.lower_bound),
+            "status": self.status,
+            "seconds": round(self.seconds, 4),
+            "operations": [o.to_json() for o in sorted(self.operations, key=lambda o: (o.start, o.machine, o.job))],
+        }
+        if self.permutation is not None:
+            doc["permutation"] = list(self.permutation)
+        doc.update(self.extra)
+        return doc
+
+
+def _num(x):
+    if x is None:
+        return None
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def check_schedule(instance: JobShopInstance | FlowShopInstance, schedule: Schedule,
+                   tol: float = 1e-6) -> list[str]:
+    """Every violation of the instance's constraints, as readable strings (empty list = feasible).
+
+    Checks: each operation exactly once, on its machine, with its duration; technological order
+    within a job; no two operations overlapping on a machine; non-negative starts; for flow shops
+    with a permutation, the same job order on every machine.
+    """
+    jobs = instance.as_job_shop().jobs if isinstance(instance, FlowShopInstance) else instance.jobs
+    problems: list[str] = []
+    seen: dict[tuple[int, int], ScheduledOperation] = {}
+    for o in schedule.operations:
+        key = (o.job, o.op)
+        if not (0 <= o.job < len(jobs) and 0 <= o.op < len(jobs[o.job])):
+            problems.append(f"operation {key} does not exist")
+            continue
+        if key in seen:
+            problems.append(f"operation {key} scheduled twice")
+            continue
+        seen[key] = o
+        m, d = jobs[o.job][o.op]
+        if o.machine != m:
+            problems.append(f"operation {key} on machine {o.machine}, must be on {m}")
+        if abs((o.end - o.start) - d) > tol:
+            problems.append(f"operation {key} lasts {o.end - o.start}, must last {d}")
+        if o.start < -tol:
+            problems.append(f"operation {key} starts before 0")
+    for j, ops in enumerate(jobs):
+        for k in range(len(ops)):
+            if (j, k) not in seen:
+                problems.append(f"operation {(j, k)} missing")
+            elif k and (j, k - 1) in seen and seen[(j, k)].start < seen[(j, k - 1)].end - tol:
+                problems.append(f"operation {(j, k)} starts before operation {(j, k - 1)} ends")
+    by_machine: dict[int, list[ScheduledOperation]] = {}
+    for o in seen.values():
+        by_machine.setdefault(o.machine, []).append(o)
+    for m, ops in by_machine.items():
+        ops.sort()
+        for a, b in zip(ops, ops[1:]):
+            if b.start < a.end - tol:
+                problems.append(f"machine {m}: operations {(a.job, a.op)} and {(b.job, b.op)} overlap")
+    if isinstance(instance, FlowShopInstance) and schedule.permutation is not None:
+        if sorted(schedule.permutation) != list(range(instance.n_jobs)):
+            problems.append("permutation is not a permutation of all jobs")
+        else:
+            for m, ops in by_machine.items():
+                if [o.job for o in sorted(ops)] != list(schedule.permutation):
+                    problems.append(f"machine {m} does not follow the permutation")
+    return problems
