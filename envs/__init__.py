@@ -1,0 +1,5 @@
+"""Gymnasium environments of twinopt, registered here (one place, as in gymnasium/envs/__init__.py)
+so users write ``gymnasium.make("twinopt/Dispatch-v0")`` after ``import envs``."""
+from gymnasium.envs.registration import register
+
+register(id="twinopt/Dispatch-v0", entry_point="envs.dispatch:DispatchEnv")
