@@ -7,6 +7,9 @@ Formats (see scenarios/instances/README.md):
   ``machine time`` pairs in technological order, machines 0-based.
 * Taillard flow shop ("taillard"): line 1 ``n_jobs n_machines``, then one line per *machine* with
   the ``n_jobs`` processing times.
+* Flexible job shop ("fjs", Brandimarte / Hurink layout): line 1 ``n_jobs n_machines [mean
+  alternatives]``, then one line per job: ``n_ops`` followed, for every operation, by ``k`` and
+  ``k`` pairs ``machine time`` with machines **1-based** (the layout's own convention).
 
 Best-known bounds come from ``bounds.json`` next to the instance file when it names the instance.
 """
@@ -21,7 +24,7 @@ from twins.errors import InputError
 
 #: Shipped public instances: scenarios/instances/{jssp,pfsp}/<name>.txt
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "instances"
-FORMATS = {"orlib": "jssp", "taillard": "pfsp"}
+FORMATS = {"orlib": "jssp", "taillard": "pfsp", "fjs": "fjsp"}
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,42 @@ class FlowShopInstance:
         jobs = tuple(tuple((m, d) for m, d in enumerate(row)) for row in self.p)
         return JobShopInstance(self.name, jobs, self.n_machines, self.bounds)
 
+    @cached_property
+    def trivial_lower_bound(self) -> int:
+        """Taillard's (1993) bound: max over machines of (shortest head + load + shortest tail),
+        and the longest job. Every permutation schedule respects it."""
+        n_m = self.n_machines
+        heads = [min(sum(row[:m]) for row in self.p) for m in range(n_m)]
+        tails = [min(sum(row[m + 1:]) for row in self.p) for m in range(n_m)]
+        machine = max(heads[m] + sum(row[m] for row in self.p) + tails[m] for m in range(n_m))
+        return max(machine, max(sum(row) for row in self.p))
+
+
+@dataclass(frozen=True)
+class FlexibleJobShopInstance:
+    """A flexible job shop: ``jobs[j][k]`` holds the alternatives ``(machine, duration)`` of job j's
+    k-th operation (0-based); exactly one alternative is chosen, operations keep job order."""
+
+    name: str
+    jobs: tuple[tuple[tuple[tuple[int, int], ...], ...], ...]
+    n_machines: int
+    bounds: Bounds = field(default_factory=Bounds)
+
+    @property
+    def n_jobs(self) -> int:
+        return len(self.jobs)
+
+    @cached_property
+    def n_operations(self) -> int:
+        return sum(len(j) for j in self.jobs)
+
+    @cached_property
+    def trivial_lower_bound(self) -> int:
+        """max(longest job with its shortest alternatives, total shortest work / n_machines)."""
+        shortest = [[min(d for _, d in alts) for alts in job] for job in self.jobs]
+        spread = -(-sum(map(sum, shortest)) // self.n_machines)
+        return max(max(map(sum, shortest)), spread)
+
 
 def _int_rows(path: Path) -> list[tuple[int, list[int]]]:
     """Non-empty lines as (line number, ints); anything non-integer is a one-line error."""
@@ -99,18 +138,21 @@ def _int_rows(path: Path) -> list[tuple[int, list[int]]]:
         text = path.read_text()
     except OSError as err:
         raise InputError(f"{path}: cannot read instance file ({err.strerror or err})") from None
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        try:
-            rows.append((lineno, [int(tok) for tok in line.split()]))
-        except ValueError:
-            bad = next(t for t in line.split() if not t.lstrip("-").isdigit())
-            raise InputError(f"{path}:{lineno}: expected integers, found {bad!r}") from None
+    lines = [(lineno, line.split("#", 1)[0].split()) for lineno, line in enumerate(text.splitlines(), start=1)]
+    rows = _int_rows_from(path, [(lineno, toks) for lineno, toks in lines if toks])
     if not rows:
         raise InputError(f"{path}: empty instance file")
+    return rows
+
+
+def _int_rows_from(path: Path, lines: list[tuple[int, list[str]]]) -> list[tuple[int, list[int]]]:
+    rows = []
+    for lineno, toks in lines:
+        try:
+            rows.append((lineno, [int(tok) for tok in toks]))
+        except ValueError:
+            bad = next(t for t in toks if not t.lstrip("-").isdigit())
+            raise InputError(f"{path}:{lineno}: expected integers, found {bad!r}") from None
     return rows
 
 
@@ -178,6 +220,49 @@ def read_taillard(path: str | Path) -> FlowShopInstance:
     return FlowShopInstance(path.stem, p, _bounds_for(path, path.stem))
 
 
+def read_fjs(path: str | Path) -> FlexibleJobShopInstance:
+    """Read a flexible job-shop file (Brandimarte layout, 1-based machines); raises :class:`InputError`."""
+    path = Path(path)
+    try:
+        lines = [(i, ln.split("#", 1)[0].split()) for i, ln in enumerate(path.read_text().splitlines(), 1)]
+    except OSError as err:
+        raise InputError(f"{path}: cannot read instance file ({err.strerror or err})") from None
+    lines = [(i, toks) for i, toks in lines if toks]
+    if not lines:
+        raise InputError(f"{path}: empty instance file")
+    # the header's optional third number (mean alternatives per operation) is a decimal: drop it
+    lineno, head = lines[0]
+    rows = _int_rows_from(path, [(lineno, head[:2])] + lines[1:])
+    n_jobs, n_machines = _header(path, rows)
+    body = rows[1:]
+    if len(body) != n_jobs:
+        raise InputError(f"{path}: header announces {n_jobs} jobs, file has {len(body)} job lines")
+    jobs = []
+    for j, (lineno, vals) in enumerate(body):
+        ops, pos = [], 1
+        n_ops = vals[0] if vals else 0
+        for k in range(n_ops):
+            n_alt = vals[pos] if pos < len(vals) else 0
+            pairs = vals[pos + 1:pos + 1 + 2 * n_alt]
+            if n_alt <= 0 or len(pairs) != 2 * n_alt:
+                raise InputError(f"{path}:{lineno}: job {j} operation {k}: expected a positive count "
+                                 f"of alternatives followed by that many 'machine time' pairs")
+            alts = []
+            for m, d in zip(pairs[::2], pairs[1::2]):
+                if not 1 <= m <= n_machines:
+                    raise InputError(f"{path}:{lineno}: job {j} operation {k}: machine {m} not in 1..{n_machines}")
+                if d < 0:
+                    raise InputError(f"{path}:{lineno}: job {j} operation {k}: negative duration {d}")
+                alts.append((m - 1, d))
+            ops.append(tuple(alts))
+            pos += 1 + 2 * n_alt
+        if n_ops <= 0 or pos != len(vals):
+            raise InputError(f"{path}:{lineno}: job {j}: announces {n_ops} operations, "
+                             f"the line holds {len(vals)} numbers that do not match")
+        jobs.append(tuple(ops))
+    return FlexibleJobShopInstance(path.stem, tuple(jobs), n_machines, _bounds_for(path, path.stem))
+
+
 def resolve_instance_path(name_or_path: str | Path, fmt: str = "orlib") -> Path:
     """A file path as given, or the name of a shipped instance (``ft06``, ``ta001``)."""
     if fmt not in FORMATS:
@@ -193,10 +278,13 @@ def resolve_instance_path(name_or_path: str | Path, fmt: str = "orlib") -> Path:
                      f"({', '.join(known[:6])}, …)")
 
 
-def load_instance(name_or_path: str | Path, fmt: str = "orlib") -> JobShopInstance | FlowShopInstance:
-    """Load a job shop (``fmt="orlib"``) or a permutation flow shop (``fmt="taillard"``)."""
+def load_instance(name_or_path: str | Path, fmt: str = "orlib"
+                  ) -> JobShopInstance | FlowShopInstance | FlexibleJobShopInstance:
+    """Load a job shop (``fmt="orlib"``), a permutation flow shop (``fmt="taillard"``) or a
+    flexible job shop (``fmt="fjs"``)."""
     path = resolve_instance_path(name_or_path, fmt)
-    return read_orlib(path) if fmt == "orlib" else read_taillard(path)
+    readers = {"orlib": read_orlib, "taillard": read_taillard, "fjs": read_fjs}
+    return readers[fmt](path)
 
 
 def shipped_instances(fmt: str = "orlib") -> list[str]:

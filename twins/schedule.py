@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from twins.instances import FlowShopInstance, JobShopInstance
+from twins.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
 
 
 @dataclass(frozen=True, order=True)
@@ -61,15 +61,49 @@ def _num(x):
     return int(x) if float(x).is_integer() else float(x)
 
 
-def check_schedule(instance: JobShopInstance | FlowShopInstance, schedule: Schedule,
-                   tol: float = 1e-6) -> list[str]:
+def permutation_schedule(instance: FlowShopInstance, permutation: list[int], **fields: Any) -> Schedule:
+    """The semi-active schedule of a permutation flow shop: every job starts on every machine as
+    soon as the machine and the job are free (``fields`` go to :class:`Schedule`)."""
+    ready = [0] * instance.n_machines  # time each machine becomes free
+    ops = []
+    for j in permutation:
+        t = 0
+        for m, d in enumerate(instance.p[j]):
+            start = max(t, ready[m])
+            t = ready[m] = start + d
+            ops.append(ScheduledOperation(start, t, j, m, m))
+    return Schedule(instance.name, ops, permutation=list(permutation), **fields)
+
+
+def check_schedule(instance: JobShopInstance | FlowShopInstance | FlexibleJobShopInstance,
+                   schedule: Schedule, tol: float = 1e-6) -> list[str]:
     """Every violation of the instance's constraints, as readable strings (empty list = feasible).
 
-    Checks: each operation exactly once, on its machine, with its duration; technological order
-    within a job; no two operations overlapping on a machine; non-negative starts; for flow shops
-    with a permutation, the same job order on every machine.
+    Checks: each operation exactly once, on its machine (for a flexible job shop: on one of its
+    alternative machines), with that machine's duration; technological order within a job; no two
+    operations overlapping on a machine; non-negative starts; for flow shops with a permutation,
+    the same job order on every machine.
     """
+    if isinstance(instance, FlexibleJobShopInstance):
+        return _check_operations(instance.jobs, schedule, tol)
     jobs = instance.as_job_shop().jobs if isinstance(instance, FlowShopInstance) else instance.jobs
+    problems = _check_operations(tuple(tuple((op,) for op in job) for job in jobs), schedule, tol)
+    if isinstance(instance, FlowShopInstance) and schedule.permutation is not None:
+        if sorted(schedule.permutation) != list(range(instance.n_jobs)):
+            problems.append("permutation is not a permutation of all jobs")
+        else:
+            by_machine: dict[int, list[ScheduledOperation]] = {}
+            for o in schedule.operations:
+                by_machine.setdefault(o.machine, []).append(o)
+            for m, ops in sorted(by_machine.items()):
+                if [o.job for o in sorted(ops)] != list(schedule.permutation):
+                    problems.append(f"machine {m} does not follow the permutation")
+    return problems
+
+
+def _check_operations(jobs: tuple[tuple[tuple[tuple[int, int], ...], ...], ...], schedule: Schedule,
+                      tol: float) -> list[str]:
+    """The job-shop checks, with ``jobs[j][k]`` the admissible ``(machine, duration)`` pairs."""
     problems: list[str] = []
     seen: dict[tuple[int, int], ScheduledOperation] = {}
     for o in schedule.operations:
@@ -81,11 +115,12 @@ def check_schedule(instance: JobShopInstance | FlowShopInstance, schedule: Sched
             problems.append(f"operation {key} scheduled twice")
             continue
         seen[key] = o
-        m, d = jobs[o.job][o.op]
-        if o.machine != m:
-            problems.append(f"operation {key} on machine {o.machine}, must be on {m}")
-        if abs((o.end - o.start) - d) > tol:
-            problems.append(f"operation {key} lasts {o.end - o.start}, must last {d}")
+        alternatives = dict(jobs[o.job][o.op])
+        if o.machine not in alternatives:
+            problems.append(f"operation {key} on machine {o.machine}, must be on "
+                            f"{' or '.join(map(str, alternatives))}")
+        elif abs((o.end - o.start) - alternatives[o.machine]) > tol:
+            problems.append(f"operation {key} lasts {o.end - o.start}, must last {alternatives[o.machine]}")
         if o.start < -tol:
             problems.append(f"operation {key} starts before 0")
     for j, ops in enumerate(jobs):
@@ -102,11 +137,4 @@ def check_schedule(instance: JobShopInstance | FlowShopInstance, schedule: Sched
         for a, b in zip(ops, ops[1:]):
             if b.start < a.end - tol:
                 problems.append(f"machine {m}: operations {(a.job, a.op)} and {(b.job, b.op)} overlap")
-    if isinstance(instance, FlowShopInstance) and schedule.permutation is not None:
-        if sorted(schedule.permutation) != list(range(instance.n_jobs)):
-            problems.append("permutation is not a permutation of all jobs")
-        else:
-            for m, ops in by_machine.items():
-                if [o.job for o in sorted(ops)] != list(schedule.permutation):
-                    problems.append(f"machine {m} does not follow the permutation")
     return problems

@@ -1,0 +1,175 @@
+"""Constraint programming (OR-Tools CP-SAT) for job shops, flexible job shops and permutation
+flow shops, minimising the makespan.
+
+One interval variable per operation; an operation with alternative machines gets one *optional*
+interval per alternative, exactly one of them present (the habit of OR-Tools'
+``flexible_job_shop_sat.py``); ``NoOverlap`` per machine. A permutation flow shop adds one
+Boolean per pair of jobs that fixes their order on every machine.
+
+Durations and times are in the instance's integer time unit; ``time_limit`` is in seconds of
+wall-clock time.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from ortools.sat.python import cp_model
+
+from twins.errors import InputError
+from twins.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.schedule import Schedule, ScheduledOperation
+
+_STATUS = {
+    cp_model.OPTIMAL: "optimal",
+    cp_model.FEASIBLE: "feasible",
+    cp_model.INFEASIBLE: "infeasible",
+    cp_model.UNKNOWN: "unknown",
+}
+
+Alternatives = tuple[tuple[int, int], ...]  # (machine, duration) pairs of one operation
+
+
+def solve(instance: JobShopInstance | FlexibleJobShopInstance | FlowShopInstance,
+          time_limit: float | None = 10.0, workers: int = 2, seed: int = 0,
+          hint: Schedule | None = None, log: bool = False) -> Schedule:
+    """Minimise the makespan of ``instance`` with CP-SAT.
+
+    Args:
+        instance: a job shop, a flexible job shop or a permutation flow shop (solved as such:
+            the same job order on every machine, ``permutation`` set on the result).
+        time_limit: wall-clock limit in seconds; None runs until optimality is proven.
+        workers: CP-SAT search workers (threads).
+        seed: CP-SAT's random seed.
+        hint: a feasible schedule of the same instance to start from (e.g. a heuristic's).
+        log: print CP-SAT's search log.
+
+    Returns:
+        A :class:`Schedule` with ``lower_bound`` = CP-SAT's best objective bound and ``status`` one
+        of optimal / feasible / infeasible / unknown. With infeasible or unknown (no schedule found
+        within the time limit) it has no operations.
+    """
+    if time_limit is not None and time_limit <= 0:
+        raise InputError(f"time limit must be positive seconds, got {time_limit}")
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}")
+    started = time.perf_counter()
+    jobs = _alternatives(instance)
+    model = cp_model.CpModel()
+    horizon = _horizon(jobs, hint)
+    starts, ends, chosen, by_machine = _operations(model, jobs, horizon)
+    for ivs in by_machine.values():
+        model.add_no_overlap(ivs)
+    if isinstance(instance, FlowShopInstance):
+        _same_order_on_every_machine(model, starts, ends, instance)
+    makespan = model.new_int_var(_lower_bound(instance), horizon, "makespan")
+    model.add_max_equality(makespan, [ends[j, len(job) - 1] for j, job in enumerate(jobs)])
+    model.minimize(makespan)
+    if hint is not None:
+        _add_hint(model, hint, starts, chosen, makespan)
+
+    solver = cp_model.CpSolver()
+    params = solver.parameters
+    params.num_workers = workers
+    params.random_seed = seed
+    params.log_search_progress = log
+    if time_limit is not None:
+        params.max_time_in_seconds = float(time_limit)
+    code = solver.solve(model)
+    status = _STATUS.get(code)
+    if status is None:  # MODEL_INVALID: our bug, not the user's
+        raise RuntimeError(f"CP-SAT rejected the model: {model.validate()}")
+
+    ops: list[ScheduledOperation] = []
+    if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        for (j, k), start in starts.items():
+            s = solver.value(start)
+            m, d = next((m, d) for m, d, lit in chosen[j, k] if lit is None or solver.boolean_value(lit))
+            ops.append(ScheduledOperation(s, s + d, j, k, m))
+    bound = solver.best_objective_bound if ops else None
+    result = Schedule(instance.name, ops, solver="cpsat",
+                      lower_bound=None if bound is None else int(-(-bound // 1)),
+                      status=status, seconds=time.perf_counter() - started)
+    if ops and isinstance(instance, FlowShopInstance):
+        result.permutation = [o.job for o in sorted(o for o in ops if o.machine == 0)]
+    return result
+
+
+def _alternatives(instance) -> tuple[tuple[Alternatives, ...], ...]:
+    """Every instance as a flexible job shop: ``jobs[j][k]`` = the operation's alternatives."""
+    if isinstance(instance, FlexibleJobShopInstance):
+        return instance.jobs
+    if isinstance(instance, FlowShopInstance):
+        instance = instance.as_job_shop()
+    return tuple(tuple((op,) for op in job) for job in instance.jobs)
+
+
+def _lower_bound(instance) -> int:
+    return instance.trivial_lower_bound
+
+
+def _horizon(jobs, hint: Schedule | None) -> int:
+    """An upper bound on the makespan: the hint's, else all jobs one after the other."""
+    serial = sum(max(d for _, d in alts) for job in jobs for alts in job)
+    return min(serial, int(hint.makespan)) if hint is not None and hint.operations else serial
+
+
+def _operations(model: cp_model.CpModel, jobs, horizon: int):
+    """Interval variables for every operation and its alternatives, and the job precedences.
+
+    Returns ``starts[j, k]``, ``ends[j, k]``, ``chosen[j, k]`` = list of (machine, duration,
+    presence literal or None when the operation has a single machine) and intervals by machine.
+    """
+    starts, ends, chosen = {}, {}, {}
+    by_machine: dict[int, list] = defaultdict(list)
+    for j, job in enumerate(jobs):
+        shortest = [min(d for _, d in alts) for alts in job]
+        for k, alts in enumerate(job):
+            # heads and tails of the job bound the start: earliest after the job's shortest
+            # predecessors, latest so that the shortest successors still fit the horizon
+            lo, hi = sum(shortest[:k]), horizon - sum(shortest[k:])
+            start = model.new_int_var(lo, hi, f"start_{j}_{k}")
+            end = model.new_int_var(lo + shortest[k], horizon - sum(shortest[k + 1:]), f"end_{j}_{k}")
+            starts[j, k], ends[j, k] = start, end
+            if len(alts) == 1:
+                (m, d), = alts
+                by_machine[m].append(model.new_interval_var(start, d, end, f"op_{j}_{k}"))
+                chosen[j, k] = [(m, d, None)]
+            else:
+                duration = model.new_int_var_from_domain(
+                    cp_model.Domain.from_values(sorted({d for _, d in alts})), f"dur_{j}_{k}")
+                model.new_interval_var(start, duration, end, f"op_{j}_{k}")
+                lits = []
+                for m, d in alts:
+                    lit = model.new_bool_var(f"on_{j}_{k}_{m}")
+                    by_machine[m].append(model.new_optional_fixed_size_interval_var(
+                        start, d, lit, f"op_{j}_{k}_on_{m}"))
+                    model.add(duration == d).only_enforce_if(lit)
+                    lits.append((m, d, lit))
+                model.add_exactly_one(lit for _, _, lit in lits)
+                chosen[j, k] = lits
+            if k:
+                model.add(start >= ends[j, k - 1])
+    return starts, ends, chosen, by_machine
+
+
+def _same_order_on_every_machine(model: cp_model.CpModel, starts, ends, instance: FlowShopInstance) -> None:
+    """Permutation flow shop: job a precedes job b on one machine iff on all of them."""
+    n, n_m = instance.n_jobs, instance.n_machines
+    for a in range(n):
+        for b in range(a + 1, n):
+            a_first = model.new_bool_var(f"{a}_before_{b}")
+            for m in range(n_m):
+                model.add(ends[a, m] <= starts[b, m]).only_enforce_if(a_first)
+                model.add(ends[b, m] <= starts[a, m]).only_enforce_if(~a_first)
+
+
+def _add_hint(model: cp_model.CpModel, hint: Schedule, starts, chosen, makespan) -> None:
+    for o in hint.operations:
+        if (o.job, o.op) not in starts:
+            raise InputError(f"hint schedule has operation {(o.job, o.op)} the instance does not have")
+        model.add_hint(starts[o.job, o.op], int(o.start))
+        for m, _, lit in chosen[o.job, o.op]:
+            if lit is not None:
+                model.add_hint(lit, m == o.machine)
+    model.add_hint(makespan, int(hint.makespan))

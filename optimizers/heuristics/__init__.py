@@ -1,0 +1,2 @@
+"""Heuristics: NEH and iterated greedy for the permutation flow shop (``neh``,
+``iterated_greedy``), dispatching rules for job shops (``rules``)."""
