@@ -1,0 +1,103 @@
+"""A station's input buffer with blocking-after-service.
+
+``capacity`` counts *waiting places only* (parts on machines are not in the buffer), so an
+M/M/c/K station has a buffer of K − c, and a capacity of 0 is allowed: an upstream machine then
+hands its part straight to a free machine or stays blocked. Waiting machines (getters) and
+blocked upstream machines (putters) are served first come, first served.
+
+The ``try_*`` calls succeed without creating a SimPy event when they can — the common case on a
+busy line — and the ``wait_*`` calls return an event to yield on. The buffer also integrates
+its level over time (for the mean queue length) and stamps each part's entry time.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import simpy
+
+
+class Buffer:
+    __slots__ = ("env", "capacity", "items", "getters", "putters", "area", "t_last", "name")
+
+    def __init__(self, env: simpy.Environment, capacity: int | None, name: str = ""):
+        self.env = env
+        self.capacity = float("inf") if capacity is None else capacity
+        self.items: deque = deque()
+        self.getters: deque[simpy.Event] = deque()
+        self.putters: deque[tuple[simpy.Event, object]] = deque()
+        self.area = 0.0  # ∫ level dt since t = 0
+        self.t_last = 0.0
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def full(self) -> bool:
+        return not self.getters and len(self.items) >= self.capacity
+
+    def _level_changes(self, now: float) -> None:
+        self.area += len(self.items) * (now - self.t_last)
+        self.t_last = now
+
+    def try_put(self, part) -> bool:
+        """Place ``part`` if a machine waits for it or a place is free; False if full."""
+        now = self.env._now
+        part.t_buf = now
+        if self.getters:
+            self.getters.popleft().succeed(part)
+            return True
+        if len(self.items) < self.capacity:
+            self._level_changes(now)
+            self.items.append(part)
+            return True
+        return False
+
+    def wait_put(self, part) -> simpy.Event:
+        """Event that fires once ``part`` got a place (the caller stays blocked until then)."""
+        ev = simpy.Event(self.env)
+        self.putters.append((ev, part))
+        return ev
+
+    def try_get(self, family=None):
+        """The next part (first in; with ``family``, the first of that family if any), or None."""
+        items = self.items
+        if not items:
+            if self.putters:  # zero waiting places: take the part straight off the blocked machine
+                ev, part = self.putters.popleft()
+                ev.succeed()
+                return part
+            return None
+        now = self.env._now
+        self._level_changes(now)
+        if family is None or items[0].family == family:
+            part = items.popleft()
+        else:
+            part = next((p for p in items if p.family == family), None)
+            if part is None:
+                part = items.popleft()
+            else:
+                items.remove(part)
+        if self.putters:  # a place became free: the longest-blocked upstream part takes it
+            ev, waiting = self.putters.popleft()
+            waiting.t_buf = now
+            items.append(waiting)
+            ev.succeed()
+        return part
+
+    def wait_get(self) -> simpy.Event:
+        """Event that fires with the next part put into the (empty) buffer."""
+        ev = simpy.Event(self.env)
+        self.getters.append(ev)
+        return ev
+
+    def cancel_get(self, ev: simpy.Event) -> None:
+        """Withdraw a waiting machine (it broke down or went off shift)."""
+        try:
+            self.getters.remove(ev)
+        except ValueError:
+            pass
+
+    def level_area(self, now: float) -> float:
+        """∫ level dt from 0 to ``now``."""
+        return self.area + len(self.items) * (now - self.t_last)

@@ -1,0 +1,240 @@
+"""Probability distributions for times (process, setup, inter-arrival, failure, repair).
+
+A distribution is described in YAML by its family (``dist``) and parameters, or by a bare number
+(a constant). Each spec builds a frozen ``scipy.stats`` distribution (means and variances come
+from scipy, never re-derived by hand) and a *sampler*: an iterator that yields floats from its
+own seeded ``numpy.random.Generator``. Samplers draw in blocks so the event loop pays one
+``next()`` per sample; the sequence a stream produces does not depend on the block size.
+
+Times are ≥ 0 by construction (truncated normal, positive-support families); all values are in
+the scenario's time unit.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Annotated, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from scipy import stats
+
+#: Samples drawn per refill of a sampler's block.
+BLOCK = 512
+
+
+class _Dist(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def frozen(self):
+        """The ``scipy.stats`` frozen distribution (for mean/variance/sampling)."""
+        raise NotImplementedError
+
+    @property
+    def mean(self) -> float:
+        return float(self.frozen().mean())
+
+    @property
+    def variance(self) -> float:
+        return float(self.frozen().var())
+
+    @property
+    def scv(self) -> float:
+        """Squared coefficient of variation (0 for a constant)."""
+        m = self.mean
+        return self.variance / (m * m) if m else 0.0
+
+    def sampler(self, rng: np.random.Generator) -> Iterator[float]:
+        """An endless iterator of samples drawn from ``rng``, in blocks of :data:`BLOCK`."""
+        frozen = self.frozen()
+
+        def blocks():
+            while True:
+                yield from frozen.rvs(size=BLOCK, random_state=rng).tolist()
+
+        return blocks()
+
+
+class Constant(_Dist):
+    """A fixed time. YAML: ``3.5`` or ``{dist: constant, value: 3.5}``."""
+
+    dist: Literal["constant"] = "constant"
+    value: float = Field(ge=0, description="the time, in the scenario time unit")
+
+    def frozen(self):
+        return None  # a constant needs no scipy object; mean/variance/sampler are overridden
+
+    @property
+    def mean(self) -> float:
+        return self.value
+
+    @property
+    def variance(self) -> float:
+        return 0.0
+
+    def sampler(self, rng: np.random.Generator) -> Iterator[float]:
+        return itertools.repeat(float(self.value))
+
+
+class Uniform(_Dist):
+    """Uniform on [low, high]."""
+
+    dist: Literal["uniform"]
+    low: float = Field(ge=0)
+    high: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.high < self.low:
+            raise ValueError("high must be ≥ low")
+        return self
+
+    def frozen(self):
+        return stats.uniform(loc=self.low, scale=self.high - self.low)
+
+
+class Triangular(_Dist):
+    """Triangular with minimum ``low``, most likely ``mode`` and maximum ``high``."""
+
+    dist: Literal["triangular"]
+    low: float = Field(ge=0)
+    mode: float = Field(ge=0)
+    high: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if not self.low <= self.mode <= self.high or self.high == self.low:
+            raise ValueError("need low ≤ mode ≤ high and low < high")
+        return self
+
+    def frozen(self):
+        scale = self.high - self.low
+        return stats.triang(c=(self.mode - self.low) / scale, loc=self.low, scale=scale)
+
+
+class Exponential(_Dist):
+    """Exponential with the given mean (rate = 1/mean)."""
+
+    dist: Literal["exponential"]
+    mean_: float = Field(gt=0, alias="mean", description="mean time")
+
+    def frozen(self):
+        return stats.expon(scale=self.mean_)
+
+    def sampler(self, rng: np.random.Generator) -> Iterator[float]:
+        scale = self.mean_
+
+        def blocks():  # numpy directly: the commonest family, and scipy adds nothing here
+            while True:
+                yield from rng.exponential(scale, BLOCK).tolist()
+
+        return blocks()
+
+
+class Normal(_Dist):
+    """Normal(mean, sd) truncated to [0, ∞) — times cannot be negative."""
+
+    dist: Literal["normal"]
+    mean_: float = Field(ge=0, alias="mean", description="mean of the untruncated normal")
+    sd: float = Field(gt=0, description="standard deviation of the untruncated normal")
+
+    def frozen(self):
+        return stats.truncnorm(a=-self.mean_ / self.sd, b=np.inf, loc=self.mean_, scale=self.sd)
+
+
+class Lognormal(_Dist):
+    """Lognormal given by its mean and coefficient of variation (sd/mean)."""
+
+    dist: Literal["lognormal"]
+    mean_: float = Field(gt=0, alias="mean")
+    cv: float = Field(gt=0, description="coefficient of variation, sd/mean")
+
+    def frozen(self):
+        sigma2 = np.log1p(self.cv ** 2)
+        return stats.lognorm(s=np.sqrt(sigma2), scale=self.mean_ * np.exp(-sigma2 / 2))
+
+
+class Gamma(_Dist):
+    """Gamma given by its mean and coefficient of variation (shape = 1/cv²)."""
+
+    dist: Literal["gamma"]
+    mean_: float = Field(gt=0, alias="mean")
+    cv: float = Field(gt=0, description="coefficient of variation, sd/mean")
+
+    def frozen(self):
+        shape = 1.0 / self.cv ** 2
+        return stats.gamma(a=shape, scale=self.mean_ / shape)
+
+
+class Weibull(_Dist):
+    """Weibull with ``shape`` k and ``scale`` λ (mean = λ·Γ(1 + 1/k))."""
+
+    dist: Literal["weibull"]
+    shape: float = Field(gt=0)
+    scale: float = Field(gt=0)
+
+    def frozen(self):
+        return stats.weibull_min(c=self.shape, scale=self.scale)
+
+
+class Empirical(_Dist):
+    """Resampling of observed values (optionally weighted)."""
+
+    dist: Literal["empirical"]
+    values: list[float] = Field(min_length=1)
+    weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if any(v < 0 for v in self.values):
+            raise ValueError("values must be ≥ 0")
+        if self.weights is not None:
+            if len(self.weights) != len(self.values):
+                raise ValueError("weights must have one entry per value")
+            if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+                raise ValueError("weights must be ≥ 0 with a positive sum")
+        return self
+
+    def _probs(self) -> np.ndarray:
+        w = np.ones(len(self.values)) if self.weights is None else np.asarray(self.weights, float)
+        return w / w.sum()
+
+    def frozen(self):
+        return stats.rv_discrete(values=(np.arange(len(self.values)), self._probs()))
+
+    @property
+    def mean(self) -> float:
+        return float(np.dot(self.values, self._probs()))
+
+    @property
+    def variance(self) -> float:
+        p, v = self._probs(), np.asarray(self.values, float)
+        return float(np.dot(p, (v - np.dot(p, v)) ** 2))
+
+    def sampler(self, rng: np.random.Generator) -> Iterator[float]:
+        values, p = np.asarray(self.values, float), self._probs()
+
+        def blocks():
+            while True:
+                yield from rng.choice(values, size=BLOCK, p=p).tolist()
+
+        return blocks()
+
+
+def _number_is_constant(v):
+    if isinstance(v, bool):
+        return v  # let pydantic reject booleans
+    if isinstance(v, (int, float)):
+        return {"dist": "constant", "value": v}
+    return v
+
+
+Distribution = Annotated[
+    Union[Constant, Uniform, Triangular, Exponential, Normal, Lognormal, Gamma, Weibull, Empirical],
+    Field(discriminator="dist"),
+    BeforeValidator(_number_is_constant),
+]
+"""Any supported time distribution; a bare number means a constant."""
+
+DIST_FAMILIES = ("constant", "uniform", "triangular", "exponential", "normal", "lognormal",
+                 "gamma", "weibull", "empirical")

@@ -1,0 +1,171 @@
+"""Read scenario YAML into a validated :class:`~twins.spec.Scenario`, with errors that name the
+file, the line and the field path (``smt_line.yaml:42: stations[3].buffer: …``).
+
+YAML is composed into nodes first so every value keeps its line; pydantic's error locations and
+the spec's own :class:`~twins.errors.SpecError` paths are mapped back onto those lines.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from twins.errors import ScenarioError, SpecError, format_path
+from twins.spec import Scenario
+
+Path_ = tuple[str | int, ...]
+
+
+def _lines(node: yaml.Node, path: Path_, out: dict[Path_, int], file: str) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
+            if key in seen:
+                raise ScenarioError(f"duplicate key {key!r}", file, path + (key,), k.start_mark.line + 1)
+            seen.add(key)
+            out[path + (key,)] = k.start_mark.line + 1
+            _lines(v, path + (key,), out, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _lines(v, path + (i,), out, file)
+
+
+def parse_yaml(text: str, file: str = "<scenario>") -> tuple[Any, dict[Path_, int]]:
+    """YAML text → (plain data, {field path: line}). Malformed YAML is a :class:`ScenarioError`."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ScenarioError("the file is empty", file)
+        lines: dict[Path_, int] = {}
+        _lines(node, (), lines, file)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        problem = err.problem or err.context or "cannot parse"
+        raise ScenarioError(f"malformed YAML: {problem}", file, (), mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as err:
+        raise ScenarioError(f"malformed YAML: {err}", file) from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _data_path(data: Any, loc: Sequence[str | int], missing: bool = False) -> Path_:
+    """The components of a pydantic error location that exist in the data (pydantic inserts
+    union tags and validator names); for a ``missing`` error the absent field is named too."""
+    path: list[str | int] = []
+    cur = data
+    for i, part in enumerate(loc):
+        if isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+            path.append(part)
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+            path.append(part)
+        elif missing and i == len(loc) - 1:
+            path.append(part)
+    return tuple(path)
+
+
+def _line_for(lines: Mapping[Path_, int], path: Path_) -> int | None:
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            return lines[path[:n]]
+    return None
+
+
+def _first_error(err: ValidationError, data: Any) -> tuple[Path_, str]:
+    errors = err.errors(include_url=False)
+    # prefer the most specific complaint: the deepest location
+    e = max(errors, key=lambda e: len(_data_path(data, e["loc"], e["type"] == "missing")))
+    msg = e["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown field (not part of the scenario format; see `twinopt schema`)"
+    elif e["type"] == "missing":
+        msg = "required field is missing"
+    more = len(errors) - 1
+    return _data_path(data, e["loc"], e["type"] == "missing"), msg + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def scenario_from_data(data: Any, file: str | None = None, lines: Mapping[Path_, int] | None = None,
+                       base_dir: str | Path | None = None) -> Scenario:
+    """Validate plain data (as read from YAML) into a Scenario; errors are :class:`ScenarioError`."""
+    lines = lines or {}
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"a scenario must be a mapping of fields, not {type(data).__name__}", file, (), 1)
+    ctx = {"base_dir": str(base_dir or (Path(file).parent if file else "."))}
+    try:
+        return Scenario.model_validate(data, context=ctx)
+    except ValidationError as err:
+        path, msg = _first_error(err, data)
+        raise ScenarioError(msg, file, path, _line_for(lines, path)) from None
+    except SpecError as err:
+        raise ScenarioError(err.msg, file, err.path, _line_for(lines, err.path)) from None
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Read and validate a scenario file, applying ``--set path=value`` overrides first."""
+    file = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ScenarioError(f"cannot read file ({err.strerror or err})", file) from None
+    data, lines = parse_yaml(text, file)
+    if isinstance(data, dict):
+        for item in overrides:
+            apply_override(data, item)
+    return scenario_from_data(data, file, lines)
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Apply one ``path=value`` to raw scenario data, in place.
+
+    ``station.parameter=value`` sets a process parameter's setpoint (``dispenser.pressure_bar=2.8``);
+    any other dotted path walks mappings by key and lists by index or by an item's ``name``
+    (``stations.reflow.machines=2``, ``horizon.length=960``). The value is read as YAML.
+    """
+    if "=" not in item:
+        raise ScenarioError(f"--set {item!r}: expected path=value")
+    key, raw = item.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ScenarioError(f"--set {item!r}: empty path")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    stations = data.get("stations") if isinstance(data.get("stations"), list) else []
+    if len(parts) == 2:
+        st = next((s for s in stations if isinstance(s, dict) and s.get("name") == parts[0]), None)
+        if st is not None:
+            param = next((p for p in st.get("parameters") or [] if isinstance(p, dict) and p.get("name") == parts[1]), None)
+            if param is not None:
+                param["value"] = value
+                return
+    cur: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(cur, list):
+            idx = int(part) if part.isdigit() else next(
+                (k for k, x in enumerate(cur) if isinstance(x, dict) and x.get("name") == part), None)
+            if idx is None or not 0 <= idx < len(cur):
+                raise ScenarioError(f"--set {key}: no item {part!r} in {format_path(parts[:i]) or 'the scenario'}")
+            if last:
+                cur[idx] = value
+            cur = cur[idx]
+        elif isinstance(cur, dict):
+            if last:
+                cur[part] = value
+            elif part not in cur or cur[part] is None:
+                cur[part] = {}
+            cur = cur[part]
+        else:
+            raise ScenarioError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")

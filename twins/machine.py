@@ -1,0 +1,464 @@
+"""Stations and machines at run time: the SimPy processes of the twin.
+
+Semantics (docs/scenario.md repeats them; tests rely on them):
+
+* A machine takes the next part from its station's input buffer (first in, or first of its
+  current family with ``dispatch: same_family``); a saturated station makes a raw part instead
+  of starving.
+* Sequence-dependent setup when the part's family differs from the machine's current family
+  (the very first part needs none).
+* Blocking after service: a finished part keeps its machine until the next station's buffer
+  has room (or a machine there takes it); parts leaving the last station leave the line.
+* Time-based failures: the failure clock runs while the machine is up — idle, standby, setup,
+  busy and blocked included; not while down or planned off. Operation-based failures: the
+  clock runs only while busy. A part caught by a failure resumes its remaining work after the
+  repair. A failure while blocked does not hold the finished part back: it leaves as soon as
+  there is room, while the machine is repaired.
+* Planned off (off shift, breaks, planned stops, commanded off): idle machines stop at once,
+  busy ones finish their part first; blocked ones are counted as planned off until released.
+
+The hot path — get, work, put — does arithmetic on slots and a few SimPy events per part;
+tracing is a list append only when a trace was asked for.
+"""
+from __future__ import annotations
+
+import simpy
+from simpy import Interrupt
+
+from twins.buffer import Buffer
+from twins.energy import BLOCKED, BUSY, DOWN, IDLE, OFF, SETUP, STANDBY
+
+INF = float("inf")
+
+
+class _Disable:
+    def __repr__(self):
+        return "DISABLE"
+
+
+DISABLE = _Disable()  # interrupt cause: the station went planned-off while the machine waited
+
+
+class Part:
+    """One unit travelling through the line."""
+
+    __slots__ = ("product", "family", "route", "step", "t_entry", "t_buf", "reworks", "order")
+
+    def __init__(self, product, now: float, order=None):
+        self.product = product
+        self.family = product.family
+        self.route = product.route
+        self.step = 0
+        self.t_entry = now
+        self.t_buf = now
+        self.reworks = 0
+        self.order = order
+
+
+class FailureMode:
+    __slots__ = ("ttf", "repair", "left")
+
+    def __init__(self, ttf, repair):
+        self.ttf, self.repair = ttf, repair
+        self.left = next(ttf)  # busy time until the next failure (operation-based modes)
+
+
+class StationRT:
+    """A station at run time: buffer, machines, current setpoints and cumulative counters."""
+
+    def __init__(self, line, spec, index: int):
+        self.line, self.spec, self.index, self.name = line, spec, index, spec.name
+        self.buffer = Buffer(line.env, spec.buffer, spec.name)
+        self.machines: list[Machine] = []
+        self.same_family = spec.dispatch == "same_family"
+        self.supply = None  # set for the station a saturated source feeds
+        energy = spec.energy
+        self.base_power = energy.power_kw.vector() if energy else [0.0] * 7
+        self.power = list(self.base_power)
+        self.startup = energy.startup if energy else 0.0
+        self.standby_after = energy.standby.after if energy and energy.standby else None
+        self.wakeup = energy.standby.wakeup if energy and energy.standby else 0.0
+        self.calendar_off_state = STANDBY if energy and energy.off_shift == "standby" else OFF
+        # availability: planned (calendar) and commanded (e.g. an energy controller)
+        self.calendar_on = True
+        self.command_on = True
+        self.command_off_state = OFF
+        self.enabled = True
+        self.enable_ev: simpy.Event | None = None
+        # quality and the process-parameter responses
+        self.scrap = spec.scrap
+        self.factor = 1.0
+        self.yield_ = 1.0
+        self.p_scrap = spec.scrap
+        self.p_rework = spec.rework.probability if spec.rework else 0.0
+        self.p_bad = self.p_scrap + self.p_rework
+        self.rework_station = None
+        self.rework_return: dict[int, int] = {}
+        self.max_cycles = spec.rework.max_cycles if spec.rework else 0
+        self.params = {p.name: p.setpoint for p in spec.parameters}
+        self.responses = spec.response.compile(tuple(self.params)) if spec.response else {}
+        # cumulative counters
+        self.ops = 0  # operations completed
+        self.good = 0
+        self.scrapped = 0
+        self.reworked = 0
+        self.ideal = 0.0  # Σ nominal (planned) process time of completed operations
+        self.wait_sum = 0.0  # Σ time from entering the buffer to starting on a machine
+        self.started = 0
+
+    @property
+    def off_state(self) -> int:
+        return self.calendar_off_state if not self.calendar_on else self.command_off_state
+
+    def apply_responses(self) -> None:
+        """Re-evaluate the response models at the current setpoints."""
+        from twins.response import evaluate_responses
+
+        vals = evaluate_responses(self.responses, self.params)
+        self.factor = vals.get("cycle_time_factor", 1.0)
+        self.yield_ = vals.get("yield", 1.0)
+        self.p_scrap = 1.0 - (1.0 - self.scrap) * self.yield_
+        self.p_bad = self.p_scrap + self.p_rework
+        self.power[BUSY] = vals.get("power_kw", self.base_power[BUSY])
+
+    def set_available(self, calendar: bool | None = None, command: bool | None = None,
+                      command_state: int | None = None) -> None:
+        """Switch planned availability; idle machines stop at once, others after their part."""
+        if calendar is not None:
+            self.calendar_on = calendar
+        if command is not None:
+            self.command_on = command
+        if command_state is not None:
+            self.command_off_state = command_state
+        enabled = self.calendar_on and self.command_on
+        if enabled == self.enabled:
+            return
+        self.enabled = enabled
+        now = self.line.env._now
+        if not enabled:
+            self.enable_ev = simpy.Event(self.line.env)
+            for m in self.machines:
+                if m.waiting is not None and m.pending is None and not m.failing:
+                    m.pending = DISABLE
+                    m.proc.interrupt(DISABLE)
+                elif m.state == BLOCKED:
+                    m.block_off(now, self.off_state)
+        else:
+            ev, self.enable_ev = self.enable_ev, None
+            for m in self.machines:
+                if m.blocked_off:
+                    m.unblock_off(now, BLOCKED)
+            ev.succeed()
+
+
+class Machine:
+    """One machine of a station; its SimPy process is :meth:`run`."""
+
+    def __init__(self, station: StationRT, index: int, proc_samplers, setup_samplers, quality,
+                 time_modes, op_modes, trace=None):
+        env = station.line.env
+        self.env, self.station, self.index = env, station, index
+        self.name = station.name if station.spec.machines == 1 else f"{station.name}#{index + 1}"
+        self.state = IDLE
+        self.t = 0.0  # start of the current, not yet accounted interval
+        self.t_idle = 0.0
+        self.acc = [0.0] * 7  # time per state since the last energy flush
+        self.time = [0.0] * 7  # cumulative time per state
+        self.kwh = [0.0] * 7  # cumulative energy per state
+        self.cost = 0.0
+        self.family = None
+        self.proc_samplers = proc_samplers  # per product index
+        self.setup_samplers = setup_samplers  # (from family, to family) -> sampler; None key: default
+        self.quality = quality
+        self.op_modes = op_modes
+        self.standby_after = station.standby_after
+        self.pending = None  # a DISABLE interrupt on its way
+        self.failing = False  # a failure interrupt on its way or being repaired
+        self.repaired: simpy.Event | None = None
+        self.up_again: simpy.Event | None = None
+        self.not_up_since: float | None = None
+        self.cum_not_up = 0.0
+        self.planned_off = 0.0  # cumulative planned-off time
+        self.off_since: float | None = None
+        self.blocked_off = False
+        self.waiting: simpy.Event | None = None
+        self.trace = trace
+        self.proc = env.process(self.run())
+        for mode in time_modes:
+            env.process(self._time_failures(mode))
+
+    # -- accounting --------------------------------------------------------------------------
+    def close(self, now: float) -> None:
+        """Attribute the time since the last accounting to the current state."""
+        s, t = self.state, self.t
+        if s == IDLE and self.standby_after is not None:
+            ts = self.t_idle + self.standby_after
+            if now > ts:  # the machine dropped to standby while idle (lazy: no event needed)
+                if t < ts:
+                    self.acc[IDLE] += ts - t
+                    if self.trace is not None:
+                        self.trace.append((self.name, IDLE, t, ts))
+                    t = ts
+                s = STANDBY
+        self.acc[s] += now - t
+        if self.trace is not None and now > t:
+            self.trace.append((self.name, s, t, now))
+        self.t = now
+
+    def switch(self, state: int) -> None:
+        now = self.env._now
+        self.close(now)
+        self.state = state
+        if state == IDLE:
+            self.t_idle = now
+
+    def current_state(self, now: float) -> int:
+        """The state now, standby resolved (for observers)."""
+        if self.state == IDLE and self.standby_after is not None and now > self.t_idle + self.standby_after:
+            return STANDBY
+        return self.state
+
+    def flush(self, price: float, units_per_hour: float) -> None:
+        """Turn accumulated state times into kWh and cost at ``price`` (called at tariff
+        boundaries, setpoint changes and snapshots)."""
+        self.close(self.env._now)
+        power, acc = self.station.power, self.acc
+        for s in range(7):
+            d = acc[s]
+            if d:
+                self.time[s] += d
+                e = d * power[s] / units_per_hour
+                self.kwh[s] += e
+                self.cost += e * price
+                acc[s] = 0.0
+
+    def up_time(self, now: float) -> float:
+        nu = self.cum_not_up
+        if self.not_up_since is not None:
+            nu += now - self.not_up_since
+        return now - nu
+
+    def _not_up(self, now: float) -> None:
+        if self.not_up_since is None:
+            self.not_up_since = now
+
+    def _up(self, now: float) -> None:
+        if self.not_up_since is not None:
+            self.cum_not_up += now - self.not_up_since
+            self.not_up_since = None
+            if self.up_again is not None:
+                ev, self.up_again = self.up_again, None
+                ev.succeed()
+
+    def block_off(self, now: float, state: int) -> None:
+        """A blocked machine whose station went planned-off: count it as off until released."""
+        self.switch(state)
+        self.blocked_off = True
+        self.off_since = now
+        self._not_up(now)
+
+    def unblock_off(self, now: float, state: int) -> None:
+        self.switch(state)
+        self.blocked_off = False
+        self.planned_off += now - self.off_since
+        self.off_since = None
+        self._up(now)
+
+    # -- the process ---------------------------------------------------------------------------
+    def run(self):
+        env, st = self.env, self.station
+        buf, line = st.buffer, st.line
+        samplers = self.proc_samplers
+        while True:
+            if not st.enabled:
+                yield from self._off()
+                continue
+            part = buf.try_get(self.family if st.same_family else None)
+            if part is None and st.supply is not None:
+                part = st.supply.new_part()
+            if part is None:
+                self.switch(IDLE)
+                ev = self.waiting = buf.wait_get()
+                try:
+                    part = yield ev
+                    self.waiting = None
+                except Interrupt as irq:
+                    self.waiting = None
+                    part = ev.value if ev.triggered else None
+                    if part is None:
+                        buf.cancel_get(ev)
+                    if irq.cause is DISABLE:
+                        self.pending = None
+                    else:
+                        yield from self._repair(irq.cause)
+                    if part is None:
+                        continue
+                if self.standby_after is not None and self.env._now - self.t_idle > self.standby_after \
+                        and st.wakeup > 0.0:
+                    yield from self._work(st.wakeup, SETUP)
+            st.wait_sum += env._now - part.t_buf
+            st.started += 1
+            # setup
+            fam = part.family
+            if fam != self.family:
+                if self.family is not None and self.setup_samplers is not None:
+                    sampler = self.setup_samplers.get((self.family, fam)) or self.setup_samplers.get(None)
+                    d = next(sampler) if sampler is not None else 0.0
+                    if d > 0.0:
+                        yield from self._work(d, SETUP)
+                self.family = fam
+            # process
+            pt = next(samplers[part.product.index]) * st.factor
+            if self.op_modes:
+                yield from self._busy_with_op_failures(pt)
+            else:
+                self.switch(BUSY)
+                end = env._now + pt
+                try:
+                    yield env.timeout(pt)
+                except Interrupt as irq:
+                    remaining = end - env._now
+                    yield from self._repair(irq.cause)
+                    yield from self._work(remaining, BUSY)
+            st.ops += 1
+            st.ideal += part.product.ideal[st.index]
+            # quality
+            if st.p_bad > 0.0:
+                u = next(self.quality)
+                if u < st.p_bad:
+                    if u < st.p_scrap:
+                        st.scrapped += 1
+                        line.scrap(part)
+                        continue
+                    st.reworked += 1
+                    part.reworks += 1
+                    if part.reworks > st.max_cycles:
+                        line.scrap(part)
+                        continue
+                    part.route = (st.rework_station,) + part.product.route[st.rework_return[part.product.index]:]
+                    part.step = -1
+                else:
+                    st.good += 1
+            else:
+                st.good += 1
+            # hand over
+            part.step += 1
+            route = part.route
+            if part.step == len(route):
+                line.exit(part)
+                continue
+            nxt = route[part.step].buffer
+            if not nxt.try_put(part):
+                self.switch(BLOCKED)
+                ev = nxt.wait_put(part)
+                try:
+                    yield ev
+                except Interrupt as irq:
+                    yield from self._repair(irq.cause)
+                    while not ev.processed:
+                        self.switch(BLOCKED)
+                        try:
+                            yield ev
+                        except Interrupt as irq2:
+                            yield from self._repair(irq2.cause)
+                if self.blocked_off:
+                    self.unblock_off(env._now, BLOCKED)
+
+    def _work(self, duration: float, state: int):
+        """``duration`` of work in ``state``, resuming the remainder after any failure."""
+        env = self.env
+        self.switch(state)
+        end = env._now + duration
+        while True:
+            try:
+                yield env.timeout(end - env._now)
+                return
+            except Interrupt as irq:
+                remaining = end - env._now
+                yield from self._repair(irq.cause)
+                self.switch(state)
+                end = env._now + remaining
+
+    def _busy_with_op_failures(self, pt: float):
+        remaining = pt
+        modes = self.op_modes
+        while True:
+            mode = min(modes, key=lambda m: m.left)
+            if mode.left > remaining:
+                for m in modes:
+                    m.left -= remaining
+                yield from self._work(remaining, BUSY)
+                return
+            step = mode.left
+            for m in modes:
+                m.left -= step
+            yield from self._work(step, BUSY)
+            remaining -= step
+            mode.left = next(mode.ttf)
+            yield from self._repair(mode)
+
+    def _repair(self, mode: FailureMode):
+        env = self.env
+        self.switch(DOWN)
+        self._not_up(env._now)
+        end = env._now + next(mode.repair)
+        while True:
+            try:
+                yield env.timeout(end - env._now)
+                break
+            except Interrupt as irq:  # a second failure mode struck at the same moment
+                if irq.cause is DISABLE:
+                    self.pending = None
+                else:
+                    end += next(irq.cause.repair)
+        self.failing = False
+        self._up(env._now)
+        if self.repaired is not None:
+            ev, self.repaired = self.repaired, None
+            ev.succeed()
+
+    def _off(self):
+        env, st = self.env, self.station
+        state = st.off_state
+        self.switch(state)
+        now = env._now
+        self.off_since = now
+        self._not_up(now)
+        while not st.enabled:
+            yield st.enable_ev
+        now = env._now
+        self.planned_off += now - self.off_since
+        self.off_since = None
+        self._up(now)
+        d = st.startup if state == OFF else st.wakeup
+        if d > 0.0:
+            yield from self._work(d, SETUP)
+
+    def _time_failures(self, mode: FailureMode):
+        """Time-based failure clock: fail after ``ttf`` units of up time."""
+        env = self.env
+        need = mode.left
+        while True:
+            while env._now + need > env._now:  # (a remainder below float resolution counts as done)
+                u0 = self.up_time(env._now)
+                yield env.timeout(need)
+                need -= self.up_time(env._now) - u0
+            while True:
+                if self.not_up_since is not None:
+                    if self.up_again is None:
+                        self.up_again = simpy.Event(env)
+                    yield self.up_again
+                elif self.failing:
+                    if self.repaired is None:
+                        self.repaired = simpy.Event(env)
+                    yield self.repaired
+                elif self.pending is not None:
+                    yield env.timeout(0)
+                else:
+                    break
+            self.failing = True
+            self.repaired = simpy.Event(env)
+            repaired = self.repaired
+            self.proc.interrupt(mode)
+            yield repaired
+            need = next(mode.ttf)

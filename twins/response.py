@@ -1,0 +1,184 @@
+"""Process parameters and the response models that map them to what the twin simulates.
+
+A station's parameters (pressure, speed, temperature …) drive three responses:
+
+* ``cycle_time_factor`` — multiplies every sampled process time at the station (1 = nominal);
+* ``yield`` — fraction of good parts (the rest is scrapped, on top of the station's ``scrap``);
+* ``power_kw`` — busy power, replacing ``energy.power_kw.busy``.
+
+Each response is either a safe expression over the parameter names (see :mod:`twins.expressions`)
+or a least-squares response surface fitted to recipe data (``fit: linear | quadratic``, rows
+inline or a CSV file next to the scenario). Responses are evaluated when setpoints change, never
+per part.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+from twins.expressions import Expression, ExpressionError
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Parameter(_Model):
+    """A process parameter (setpoint) with its safe operating range."""
+
+    name: str = Field(description="identifier used in response expressions, e.g. pressure_bar")
+    unit: str = Field(default="", description="engineering unit, e.g. bar, mm/s, °C")
+    min: float = Field(description="lower bound of the safe operating range")
+    max: float = Field(description="upper bound of the safe operating range")
+    default: float = Field(description="nominal setpoint")
+    value: float | None = Field(default=None, description="current setpoint; default: `default`")
+    max_step: float | None = Field(default=None, gt=0,
+                                   description="largest change allowed per decision step (rate limit)")
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError("must be an identifier (letters, digits, underscore; not starting with a digit)")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if not self.min < self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        if not self.min <= self.default <= self.max:
+            raise ValueError(f"default {self.default} is outside [{self.min}, {self.max}]")
+        if self.value is not None and not self.min <= self.value <= self.max:
+            raise ValueError(f"value {self.value} is outside the bounds [{self.min}, {self.max}] {self.unit}".rstrip())
+        return self
+
+    @property
+    def setpoint(self) -> float:
+        return self.default if self.value is None else self.value
+
+
+class FittedResponse(_Model):
+    """A response surface fitted by least squares to recipe data."""
+
+    fit: Literal["linear", "quadratic"] = "quadratic"
+    data: str | list[dict[str, float]] = Field(description="CSV file (relative to the scenario) or inline rows")
+    target: str = Field(description="column holding the response value")
+    _rows: list[dict[str, float]] = PrivateAttr(default_factory=list)
+    _coef: np.ndarray | None = PrivateAttr(default=None)
+    _names: tuple[str, ...] = PrivateAttr(default=())
+
+    @field_validator("data")
+    @classmethod
+    def _load(cls, v, info: ValidationInfo):
+        if isinstance(v, list):
+            return v
+        base = Path((info.context or {}).get("base_dir", "."))
+        path = (base / v) if not Path(v).is_absolute() else Path(v)
+        try:
+            with open(path, newline="") as fh:
+                rows = [{k.strip(): float(x) for k, x in r.items()} for r in csv.DictReader(fh)]
+        except OSError as err:
+            raise ValueError(f"cannot read recipe data {str(path)!r} ({err.strerror})") from None
+        except (ValueError, TypeError):
+            raise ValueError(f"recipe data {str(path)!r} must hold numbers only") from None
+        if not rows:
+            raise ValueError(f"recipe data {str(path)!r} has no rows")
+        return rows
+
+    def bind(self, names: tuple[str, ...]) -> None:
+        """Fit the surface over the parameters ``names`` (called once the station is known)."""
+        rows = self.data
+        missing = [c for c in (*names, self.target) if any(c not in r for r in rows)]
+        if missing:
+            raise ValueError(f"recipe data lacks column(s) {', '.join(sorted(set(missing)))}")
+        X = np.array([[r[n] for n in names] for r in rows], float)
+        y = np.array([r[self.target] for r in rows], float)
+        A = self._features(X)
+        if A.shape[0] < A.shape[1]:
+            raise ValueError(f"{self.fit} fit over {len(names)} parameters needs ≥ {A.shape[1]} rows, got {A.shape[0]}")
+        self._coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        self._names = names
+
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        cols = [np.ones(len(X))] + [X[:, i] for i in range(X.shape[1])]
+        if self.fit == "quadratic":
+            cols += [X[:, i] * X[:, j] for i, j in itertools.combinations_with_replacement(range(X.shape[1]), 2)]
+        return np.column_stack(cols)
+
+    def __call__(self, values):
+        X = np.column_stack([np.atleast_1d(np.asarray(values[n], float)) for n in self._names])
+        out = self._features(X) @ self._coef
+        return out if np.ndim(values[self._names[0]]) else float(out[0])
+
+
+ResponseSpec = str | FittedResponse
+
+
+class Response(_Model):
+    """How the station's parameters drive cycle time, yield and busy power."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    cycle_time_factor: ResponseSpec | None = Field(default=None, description="multiplier on process times (1 = nominal)")
+    yield_: ResponseSpec | None = Field(default=None, alias="yield", description="fraction of good parts, 0..1")
+    power_kw: ResponseSpec | None = Field(default=None, description="busy power draw in kW")
+
+    def compile(self, names: tuple[str, ...]) -> dict[str, object]:
+        """Callables per response name; raises ValueError naming the response on a bad one."""
+        out = {}
+        for key, spec in (("cycle_time_factor", self.cycle_time_factor), ("yield", self.yield_),
+                          ("power_kw", self.power_kw)):
+            if spec is None:
+                continue
+            try:
+                if isinstance(spec, str):
+                    out[key] = Expression(spec, names)
+                else:
+                    spec.bind(names)
+                    out[key] = spec
+            except (ExpressionError, ValueError) as err:
+                raise ValueError(f"{key}: {err}") from None
+        return out
+
+
+#: Valid range of each response: (low, high, inclusive-low)
+RESPONSE_RANGES = {"cycle_time_factor": (0.0, np.inf, False), "yield": (0.0, 1.0, True),
+                   "power_kw": (0.0, np.inf, True)}
+
+
+def evaluate_responses(responses: dict[str, object], setpoints: dict[str, float]) -> dict[str, float]:
+    """Evaluate compiled responses at ``setpoints``; values are clipped into their valid range."""
+    out = {}
+    for key, fn in responses.items():
+        lo, hi, _ = RESPONSE_RANGES[key]
+        v = float(fn(setpoints))
+        out[key] = float(min(max(v, lo if key != "cycle_time_factor" else 1e-9), hi)) if np.isfinite(v) else v
+    return out
+
+
+def check_response_ranges(responses: dict[str, object], params: list[Parameter]) -> str | None:
+    """Evaluate at every corner of the parameter box and at the defaults; a message if any
+    response leaves its valid range there (a response model that cannot be trusted)."""
+    if not responses or not params:
+        return None
+    names = [p.name for p in params]
+    corners = [dict(zip(names, c)) for c in itertools.product(*[(p.min, p.max) for p in params])]
+    points = [{p.name: p.default for p in params}, {p.name: p.setpoint for p in params}, *corners]
+    for key, fn in responses.items():
+        lo, hi, incl = RESPONSE_RANGES[key]
+        for pt in points:
+            v = float(fn(pt))
+            bad = not np.isfinite(v) or v > hi + 1e-9 or (v < lo - 1e-9 if incl else v <= lo)
+            if bad:
+                where = ", ".join(f"{k}={pt[k]:g}" for k in names)
+                return f"{key} evaluates to {v:g} at {where}, outside its valid range"
+    return None

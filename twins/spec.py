@@ -1,0 +1,266 @@
+"""The scenario format: one typed schema for validation, documentation and error messages.
+
+Every model forbids unknown keys (a typo is an error, not a silently ignored setting). Times are
+in the scenario's ``time_unit``; power in kW; prices per kWh. Cross-references (routes naming
+stations, product mixes naming products, rework targets …) are checked once the whole scenario
+is read, and reported with the field path they concern (:class:`twins.errors.SpecError`), which
+the loader turns into ``file:line: path: message``. docs/scenario.md documents every field.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from twins.calendar import Calendar, ClockTime, PlannedStop
+from twins.distributions import Distribution, Exponential
+from twins.energy import Energy, Tariff
+from twins.errors import SpecError
+from twins.response import Parameter, Response, check_response_ranges
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Product(_Model):
+    """A product (variant) and the stations it visits, in order."""
+
+    name: str
+    family: str | None = Field(default=None, description="setup family; default: the product's own name")
+    route: list[str] = Field(min_length=1, description="station names in processing order")
+    margin: float | None = Field(default=None, description="contribution margin per good unit (overrides economics)")
+
+    @property
+    def setup_family(self) -> str:
+        return self.family or self.name
+
+
+class Setup(_Model):
+    """Sequence-dependent setups: time to change a machine from one family to another."""
+
+    default: Distribution = Field(default=0.0, description="time for any family change not in the matrix")
+    matrix: dict[str, dict[str, Distribution]] = Field(
+        default_factory=dict, description="from-family → to-family → setup time; same family = no setup")
+
+
+class Breakdown(_Model):
+    """A failure mode. ``basis: time`` — the failure clock runs while the machine is up (idle,
+    blocked and standby included; not while down or planned off); ``basis: operation`` — it
+    runs only while the machine is busy. A part caught by a failure resumes after repair."""
+
+    name: str = ""
+    mtbf: float | None = Field(default=None, gt=0, description="mean up time between failures (exponential)")
+    mttr: float | None = Field(default=None, gt=0, description="mean time to repair (exponential)")
+    time_to_failure: Distribution | None = Field(default=None, description="instead of mtbf: any distribution")
+    repair_time: Distribution | None = Field(default=None, description="instead of mttr: any distribution")
+    basis: Literal["time", "operation"] = "time"
+
+    @model_validator(mode="after")
+    def _one_each(self):
+        if (self.mtbf is None) == (self.time_to_failure is None):
+            raise ValueError("give exactly one of mtbf or time_to_failure")
+        if (self.mttr is None) == (self.repair_time is None):
+            raise ValueError("give exactly one of mttr or repair_time")
+        return self
+
+    def failure_dist(self):
+        """Up time (or busy time) between failures."""
+        return self.time_to_failure or Exponential(dist="exponential", mean=self.mtbf)
+
+    def repair_dist(self):
+        return self.repair_time or Exponential(dist="exponential", mean=self.mttr)
+
+
+class Rework(_Model):
+    """Parts found defective at this station go to ``station`` and come back to ``return_to``."""
+
+    probability: float = Field(ge=0, le=1, description="share of processed parts sent to rework")
+    station: str = Field(description="the rework station")
+    return_to: str = Field(description="station on the product's route where the part re-enters")
+    max_cycles: int = Field(default=3, ge=1, description="a part failing more often is scrapped")
+
+
+class Station(_Model):
+    """A work station: parallel identical machines fed by one finite input buffer."""
+
+    name: str
+    machines: int = Field(default=1, ge=1, description="parallel identical machines")
+    buffer: int | None = Field(default=None, ge=0,
+                               description="waiting places in the input buffer (parts on machines not counted); "
+                                           "omit for unlimited")
+    process_time: Distribution | None = Field(default=None, description="process time for every product")
+    process_time_by_product: dict[str, Distribution] = Field(
+        default_factory=dict, description="process time per product (overrides process_time)")
+    setup: Setup | None = None
+    dispatch: Literal["fifo", "same_family"] = Field(
+        default="fifo", description="next part: first in, or first of the family already set up")
+    breakdowns: list[Breakdown] = Field(default_factory=list)
+    planned_stops: list[PlannedStop] = Field(default_factory=list)
+    scrap: float = Field(default=0.0, ge=0, lt=1, description="share of processed parts scrapped")
+    rework: Rework | None = None
+    parameters: list[Parameter] = Field(default_factory=list, description="process parameters (setpoints)")
+    response: Response | None = Field(default=None, description="how the parameters drive the process")
+    energy: Energy | None = None
+
+
+class ArrivalSource(_Model):
+    """Random arrivals (e.g. Poisson: exponential inter-arrival times)."""
+
+    kind: Literal["arrivals"]
+    name: str = "arrivals"
+    interarrival: Distribution = Field(description="time between arrivals of lots")
+    mix: dict[str, float] | None = Field(default=None, description="product → weight; default: equal")
+    lot_size: int = Field(default=1, ge=1, description="units of one product per arrival")
+    when_full: Literal["lost", "wait"] = Field(
+        default="wait", description="first buffer full: the arrival is lost (counted) or waits for room")
+    off_shift: Literal["pause", "continue"] = Field(
+        default="continue", description="arrivals during planned off time: keep coming, or pause")
+
+
+class Order(_Model):
+    product: str
+    quantity: int = Field(default=1, ge=1)
+    release: float = Field(default=0.0, ge=0, description="release time")
+    due: float | None = Field(default=None, ge=0, description="due date (for tardiness)")
+    id: str | None = None
+
+
+class OrderSource(_Model):
+    """A list of orders released at given times; scrapped units are remade."""
+
+    kind: Literal["orders"]
+    name: str = "orders"
+    orders: list[Order] = Field(min_length=1)
+
+
+class SaturatedSource(_Model):
+    """'Always raw material': the first station of every product never starves."""
+
+    kind: Literal["saturated"]
+    name: str = "supply"
+    mix: dict[str, float] | None = Field(default=None, description="product → weight; default: equal")
+    lot_size: int = Field(default=1, ge=1, description="consecutive units of one product")
+
+
+Source = Annotated[Union[ArrivalSource, OrderSource, SaturatedSource], Field(discriminator="kind")]
+
+
+class Horizon(_Model):
+    length: float = Field(gt=0, description="simulated time per replication, warm-up included")
+    warmup: float = Field(default=0.0, ge=0, description="initial period deleted from statistics")
+
+    @model_validator(mode="after")
+    def _inside(self):
+        if self.warmup >= self.length:
+            raise ValueError(f"warmup ({self.warmup}) must be shorter than length ({self.length})")
+        return self
+
+
+class Economics(_Model):
+    """Money per unit, used by objectives (e.g. the parameter environment's reward)."""
+
+    margin_per_unit: float = Field(default=0.0, description="contribution margin per good unit")
+    scrap_cost: float = Field(default=0.0, ge=0, description="cost per scrapped unit")
+
+
+class Scenario(_Model):
+    """A production line scenario."""
+
+    name: str
+    description: str = ""
+    time_unit: Literal["s", "min", "h"] = Field(default="min", description="unit of every time in the file")
+    start_clock: ClockTime = Field(default=0.0, description="clock time at t = 0, 'HH:MM'")
+    horizon: Horizon
+    replications: int = Field(default=10, ge=1, description="default number of replications")
+    products: list[Product] = Field(min_length=1)
+    sources: list[Source] = Field(min_length=1)
+    stations: list[Station] = Field(min_length=1)
+    calendar: Calendar | None = None
+    tariff: Tariff | None = None
+    co2_kg_per_kwh: float = Field(default=0.0, ge=0, description="grid emission factor")
+    economics: Economics = Field(default_factory=Economics)
+
+    @model_validator(mode="after")
+    def _cross_references(self):
+        check_references(self)
+        return self
+
+    def station(self, name: str) -> Station:
+        return next(s for s in self.stations if s.name == name)
+
+
+def _unique(items, what: str, field: str):
+    seen = {}
+    for i, it in enumerate(items):
+        if it.name in seen:
+            raise SpecError((field, i, "name"), f"duplicate {what} name {it.name!r}")
+        seen[it.name] = i
+    return seen
+
+
+def check_references(s: Scenario) -> None:
+    """Semantic checks across the scenario; raises :class:`SpecError` with the field path."""
+    stations = _unique(s.stations, "station", "stations")
+    products = _unique(s.products, "product", "products")
+    families = {p.setup_family for p in s.products}
+    for i, p in enumerate(s.products):
+        for k, st in enumerate(p.route):
+            if st not in stations:
+                raise SpecError(("products", i, "route", k), f"unknown station {st!r} (stations: {', '.join(stations)})")
+            station = s.stations[stations[st]]
+            if station.process_time is None and p.name not in station.process_time_by_product:
+                raise SpecError(("stations", stations[st], "process_time"),
+                                f"no process time for product {p.name!r}, which visits {st!r}")
+    for j, st in enumerate(s.stations):
+        for prod in st.process_time_by_product:
+            if prod not in products:
+                raise SpecError(("stations", j, "process_time_by_product", prod), f"unknown product {prod!r}")
+        if st.setup is not None:
+            for a, row in st.setup.matrix.items():
+                if a not in families:
+                    raise SpecError(("stations", j, "setup", "matrix", a), f"unknown family {a!r}")
+                for b in row:
+                    if b not in families:
+                        raise SpecError(("stations", j, "setup", "matrix", a, b), f"unknown family {b!r}")
+        if st.rework is not None:
+            rw = st.rework
+            if rw.station not in stations:
+                raise SpecError(("stations", j, "rework", "station"), f"unknown station {rw.station!r}")
+            if rw.return_to not in stations:
+                raise SpecError(("stations", j, "rework", "return_to"), f"unknown station {rw.return_to!r}")
+            rs = s.stations[stations[rw.station]]
+            for p in s.products:
+                if st.name in p.route:
+                    if rw.return_to not in p.route[: p.route.index(st.name) + 1]:
+                        raise SpecError(("stations", j, "rework", "return_to"),
+                                        f"{rw.return_to!r} is not on product {p.name!r}'s route at or before {st.name!r}")
+                    if rs.process_time is None and p.name not in rs.process_time_by_product:
+                        raise SpecError(("stations", stations[rw.station], "process_time"),
+                                        f"no process time for product {p.name!r}, which may be reworked here")
+        names = _unique(st.parameters, "parameter", f"stations[{j}].parameters") if st.parameters else {}
+        if st.response is not None:
+            try:
+                compiled = st.response.compile(tuple(names))
+            except ValueError as err:
+                key = str(err).split(":", 1)[0]
+                raise SpecError(("stations", j, "response", key), str(err).split(": ", 1)[-1]) from None
+            problem = check_response_ranges(compiled, st.parameters)
+            if problem:
+                raise SpecError(("stations", j, "response", problem.split(" ", 1)[0]), problem)
+    for i, src in enumerate(s.sources):
+        mix = getattr(src, "mix", None) or {}
+        for prod, w in mix.items():
+            if prod not in products:
+                raise SpecError(("sources", i, "mix", prod), f"unknown product {prod!r}")
+            if w < 0:
+                raise SpecError(("sources", i, "mix", prod), "weights must be ≥ 0")
+        if mix and sum(mix.values()) <= 0:
+            raise SpecError(("sources", i, "mix"), "weights must have a positive sum")
+        if src.kind == "orders":
+            for k, o in enumerate(src.orders):
+                if o.product not in products:
+                    raise SpecError(("sources", i, "orders", k, "product"), f"unknown product {o.product!r}")
+    saturated = [i for i, src in enumerate(s.sources) if src.kind == "saturated"]
+    if len(saturated) > 1:
+        raise SpecError(("sources", saturated[1], "kind"), "at most one saturated source per scenario")

@@ -1,0 +1,190 @@
+"""Replications, warm-up deletion, Student-t confidence intervals and paired comparisons.
+
+Replication r of a run with master seed s draws every stream from ``(s, r, stream name)``
+(:func:`twins.model.stream`), so the numbers do not depend on how many worker processes ran the
+replications or in which order they finished: same seed ⇒ bit-identical KPIs. Two scenarios run
+with the same seed share their random numbers wherever they share sources and machines (common
+random numbers), which is what makes :func:`compare`'s paired differences sharp.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+from tqdm.auto import tqdm
+
+from twins.kpi import line_kpis, station_kpis, units
+from twins.model import Line
+from twins.spec import Scenario
+
+
+@dataclass
+class Replication:
+    """KPIs of one replication (after warm-up), and optional time series / trace."""
+
+    index: int
+    kpis: dict[str, float]
+    stations: dict[str, dict[str, float]]
+    series: list[tuple] | None = None
+    trace: list[tuple] | None = None
+
+
+def run_replication(scenario: Scenario, seed: int = 0, replication: int = 0, *, sample_every: float | None = None,
+                    trace: bool = False) -> Replication:
+    """Simulate one replication: warm-up, then the observed window up to the horizon."""
+    line = Line(scenario, seed, replication, trace=trace, sample_every=sample_every)
+    line.run(scenario.horizon.warmup)
+    s0 = line.snapshot()
+    line.run(scenario.horizon.length)
+    s1 = line.snapshot()
+    return Replication(replication, line_kpis(line, s0, s1), station_kpis(line, s0, s1), line.series,
+                       line.trace)
+
+
+def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """(mean, half width) of the Student-t interval; half width is NaN for fewer than 2 values."""
+    x = np.asarray([v for v in values if not math.isnan(v)], float)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, float("nan")
+    sem = float(x.std(ddof=1)) / math.sqrt(x.size)
+    return mean, float(sps.t.ppf(0.5 + level / 2, x.size - 1) * sem)
+
+
+@dataclass
+class Results:
+    """Replications of one scenario, summarised with 95 % confidence intervals."""
+
+    scenario: Scenario
+    seed: int
+    replications: list[Replication]
+    level: float = 0.95
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def values(self, kpi: str, station: str | None = None) -> np.ndarray:
+        if station is None:
+            return np.array([r.kpis.get(kpi, float("nan")) for r in self.replications])
+        return np.array([r.stations[station][kpi] for r in self.replications])
+
+    def ci(self, kpi: str, station: str | None = None) -> tuple[float, float]:
+        return confidence_interval(self.values(kpi, station), self.level)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``twinopt run --json`` document (DESIGN.md's command-line contract)."""
+        line_units, station_units = units(self.scenario)
+
+        def entry(vals, unit):
+            m, h = confidence_interval(vals, self.level)
+            return {"mean": _json_num(m), "half_width": _json_num(h), "unit": unit}
+
+        first = self.replications[0]
+        kpis = {k: entry(self.values(k), line_units.get(k, "")) for k in first.kpis}
+        stations = {s: {k: entry(self.values(k, s), station_units.get(k, "")) for k in first.stations[s]}
+                    for s in first.stations}
+        return {"scenario": self.scenario.name, "replications": len(self.replications), "seed": self.seed,
+                "kpis": kpis, "stations": stations}
+
+
+def _json_num(x: float):
+    return None if x is None or math.isnan(x) or math.isinf(x) else round(float(x), 12)
+
+
+def _run_one(args) -> Replication:
+    scenario, seed, r, sample_every = args
+    return run_replication(scenario, seed, r, sample_every=sample_every)
+
+
+def default_workers(replications: int) -> int:
+    return max(1, min(replications, os.cpu_count() or 1))
+
+
+def replicate(scenario: Scenario, replications: int | None = None, seed: int = 0, *, workers: int | None = None,
+              executor: Executor | None = None, progress: bool | str = False,
+              sample_every: float | None = None, series_replications: int = 1) -> Results:
+    """Run ``replications`` independent replications (in parallel processes by default).
+
+    ``executor`` may be any :class:`concurrent.futures.Executor` (a Ray or Dask executor plugs in
+    here); otherwise ``workers`` processes are used (1 = in this process). ``sample_every``
+    records time series for the first ``series_replications`` replications (for reports).
+    """
+    n = replications or scenario.replications
+    if n < 1:
+        raise ValueError("replications must be ≥ 1")
+    jobs = [(scenario, seed, r, sample_every if r < series_replications else None) for r in range(n)]
+    results: list[Replication | None] = [None] * n
+    desc = progress if isinstance(progress, str) else f"{scenario.name}: replications"
+    bar = tqdm(total=n, desc=desc, unit="rep", disable=not progress, leave=False)
+    workers = default_workers(n) if workers is None else max(1, workers)
+    try:
+        if executor is None and workers == 1:
+            for job in jobs:
+                results[job[2]] = _run_one(job)
+                bar.update()
+        else:
+            own = executor is None
+            pool = executor or ProcessPoolExecutor(max_workers=workers)
+            try:
+                futures = {pool.submit(_run_one, job): job[2] for job in jobs}
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    bar.update()
+            finally:
+                if own:
+                    pool.shutdown(cancel_futures=True)
+    finally:
+        bar.close()
+    return Results(scenario, seed, results)  # type: ignore[arg-type]
+
+
+@dataclass
+class Comparison:
+    """Paired differences B − A per KPI under common random numbers."""
+
+    a: Results
+    b: Results
+
+    def diff(self, kpi: str, station: str | None = None) -> tuple[float, float, float]:
+        """(mean difference B − A, half width, two-sided p-value of the paired t-test)."""
+        xa, xb = self.a.values(kpi, station), self.b.values(kpi, station)
+        d = xb - xa
+        mean, hw = confidence_interval(d, self.a.level)
+        ok = ~(np.isnan(xa) | np.isnan(xb))
+        if ok.sum() < 2 or np.allclose(d[ok], d[ok][0]):
+            p = float("nan") if ok.sum() < 2 or d[ok][0] == 0 else 0.0
+        else:
+            p = float(sps.ttest_rel(xb[ok], xa[ok]).pvalue)
+        return mean, hw, p
+
+    def summary(self) -> dict[str, Any]:
+        line_units, _ = units(self.a.scenario)
+        out = {}
+        for k in self.a.replications[0].kpis:
+            if k not in self.b.replications[0].kpis:
+                continue
+            ma, ha = self.a.ci(k)
+            mb, hb = self.b.ci(k)
+            d, hw, p = self.diff(k)
+            out[k] = {"a": _json_num(ma), "b": _json_num(mb), "diff": _json_num(d), "half_width": _json_num(hw),
+                      "p_value": _json_num(p), "unit": line_units.get(k, "")}
+        return {"a": self.a.scenario.name, "b": self.b.scenario.name, "replications": len(self.a.replications),
+                "seed": self.a.seed, "kpis": out}
+
+
+def compare(a: Scenario, b: Scenario, replications: int | None = None, seed: int = 0, *, workers: int | None = None,
+            progress: bool = False) -> Comparison:
+    """Run both scenarios with the same seeds (common random numbers) and pair the replications."""
+    n = replications or a.replications
+    ra = replicate(a, n, seed, workers=workers, progress=f"{a.name}: replications" if progress else False)
+    rb = replicate(b, n, seed, workers=workers, progress=f"{b.name}: replications" if progress else False)
+    return Comparison(ra, rb)
+
+
+Metric = Callable[[Replication], float]
