@@ -60,9 +60,9 @@ def solve(instance: JobShopInstance | FlexibleJobShopInstance | FlowShopInstance
     starts, ends, chosen, by_machine = _operations(model, jobs, horizon)
     for ivs in by_machine.values():
         model.add_no_overlap(ivs)
-    if isinstance(instance, FlowShopInstance):
-        _same_order_on_every_machine(model, starts, ends, instance)
-    makespan = model.new_int_var(_lower_bound(instance), horizon, "makespan")
+    order = _same_order_on_every_machine(model, starts, ends, instance) \
+        if isinstance(instance, FlowShopInstance) else None
+    makespan = model.new_int_var(min(instance.trivial_lower_bound, horizon), horizon, "makespan")
     model.add_max_equality(makespan, [ends[j, len(job) - 1] for j, job in enumerate(jobs)])
     model.minimize(makespan)
     if hint is not None:
@@ -90,8 +90,12 @@ def solve(instance: JobShopInstance | FlexibleJobShopInstance | FlowShopInstance
     result = Schedule(instance.name, ops, solver="cpsat",
                       lower_bound=None if bound is None else int(-(-bound // 1)),
                       status=status, seconds=time.perf_counter() - started)
-    if ops and isinstance(instance, FlowShopInstance):
-        result.permutation = [o.job for o in sorted(o for o in ops if o.machine == 0)]
+    if ops and order is not None:
+        # read the order from the pair literals, not from start times: zero durations can tie
+        preceding = [0] * instance.n_jobs
+        for (a, b), a_first in order.items():
+            preceding[b if solver.boolean_value(a_first) else a] += 1
+        result.permutation = sorted(range(instance.n_jobs), key=preceding.__getitem__)
     return result
 
 
@@ -102,10 +106,6 @@ def _alternatives(instance) -> tuple[tuple[Alternatives, ...], ...]:
     if isinstance(instance, FlowShopInstance):
         instance = instance.as_job_shop()
     return tuple(tuple((op,) for op in job) for job in instance.jobs)
-
-
-def _lower_bound(instance) -> int:
-    return instance.trivial_lower_bound
 
 
 def _horizon(jobs, hint: Schedule | None) -> int:
@@ -153,15 +153,18 @@ def _operations(model: cp_model.CpModel, jobs, horizon: int):
     return starts, ends, chosen, by_machine
 
 
-def _same_order_on_every_machine(model: cp_model.CpModel, starts, ends, instance: FlowShopInstance) -> None:
-    """Permutation flow shop: job a precedes job b on one machine iff on all of them."""
+def _same_order_on_every_machine(model: cp_model.CpModel, starts, ends, instance: FlowShopInstance):
+    """Permutation flow shop: job a precedes job b on one machine iff on all of them. Returns
+    the literal "a before b" of every pair a < b."""
     n, n_m = instance.n_jobs, instance.n_machines
+    order = {}
     for a in range(n):
         for b in range(a + 1, n):
-            a_first = model.new_bool_var(f"{a}_before_{b}")
+            a_first = order[a, b] = model.new_bool_var(f"{a}_before_{b}")
             for m in range(n_m):
                 model.add(ends[a, m] <= starts[b, m]).only_enforce_if(a_first)
                 model.add(ends[b, m] <= starts[a, m]).only_enforce_if(~a_first)
+    return order
 
 
 def _add_hint(model: cp_model.CpModel, hint: Schedule, starts, chosen, makespan) -> None:

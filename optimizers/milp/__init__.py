@@ -7,6 +7,6 @@ model with HiGHS (default) or another installed solver and reports status, bound
 >>> result = solve(model, time_limit=60)           # doctest: +SKIP
 >>> schedule = jobshop.extract_schedule(instance, model, result)  # doctest: +SKIP
 """
-from .solve import SolveResult, solve
+from .solve import SolveResult, require_solution, solve
 
-__all__ = ["SolveResult", "solve"]
+__all__ = ["SolveResult", "require_solution", "solve"]

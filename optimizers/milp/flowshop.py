@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import pyomo.environ as pyo
 
-from twins.errors import InputError
 from twins.instances import FlowShopInstance
-from twins.schedule import Schedule, permutation_schedule
+from twins.schedule import Schedule, ScheduledOperation
 
-from .solve import SolveResult
+from .jobshop import solver_time
+from .solve import SolveResult, require_solution
 
 
 def build_model(instance: FlowShopInstance) -> pyo.ConcreteModel:
@@ -55,11 +55,14 @@ def build_model(instance: FlowShopInstance) -> pyo.ConcreteModel:
 
 
 def extract_schedule(instance: FlowShopInstance, model: pyo.ConcreteModel, result: SolveResult) -> Schedule:
-    """The permutation held by a solved model, timed as a semi-active schedule."""
-    if result.objective is None:
-        raise InputError(f"{result.solver} found no schedule for {instance.name} "
-                         f"within the time limit ({result.seconds:.1f} s)")
+    """The permutation and the solver's times held by a solved model (constraints a user added
+    are honoured; times within solver tolerance of an integer are snapped to it)."""
+    require_solution(result, f"{instance.name}")
     position = {j: k for j in model.JOBS for k in model.POSITIONS if pyo.value(model.assign[j, k]) > 0.5}
-    permutation = sorted(model.JOBS, key=position.__getitem__)
-    return permutation_schedule(instance, permutation, solver="milp", status=result.status, seconds=result.seconds,
-                                lower_bound=result.integer_bound)
+    ops = []
+    for j, k in position.items():
+        for i in model.MACHINES:
+            end = solver_time(model.finish[k, i])
+            ops.append(ScheduledOperation(end - instance.p[j][i], end, j, i, i))
+    return Schedule(instance.name, ops, solver="milp", status=result.status, seconds=result.seconds,
+                    lower_bound=result.integer_bound, permutation=sorted(position, key=position.__getitem__))

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import pyomo.environ as pyo
 
-from twins.errors import InputError
 from twins.instances import JobShopInstance
 from twins.schedule import Schedule, ScheduledOperation
 
-from .solve import SolveResult
+from .solve import SolveResult, require_solution
 
 
 def build_model(instance: JobShopInstance, horizon: int | None = None) -> pyo.ConcreteModel:
@@ -78,34 +77,32 @@ def build_model(instance: JobShopInstance, horizon: int | None = None) -> pyo.Co
 
 
 def extract_schedule(instance: JobShopInstance, model: pyo.ConcreteModel, result: SolveResult) -> Schedule:
-    """The schedule held by a solved model: operations in the order of the solver's start times,
-    each started as early as its job and machine allow (so never later than the solver's, and
-    exact integers whatever the solver's tolerances)."""
-    if result.objective is None:
-        raise InputError(f"{result.solver} found no schedule for {instance.name} "
-                         f"within the time limit ({result.seconds:.1f} s)")
-    order = sorted(model.OPS, key=lambda o: (pyo.value(model.start[o]), o[1]))
-    ops = semi_active(instance, order)
+    """The schedule held by a solved model, with the solver's start times (so constraints a user
+    added, such as release dates, are honoured); integer data gives integer times, and values
+    within solver tolerance of an integer are snapped to it."""
+    require_solution(result, f"{instance.name}")
+    ops = []
+    for j, k in model.OPS:
+        start = solver_time(model.start[j, k])
+        machine, d = instance.jobs[j][k]
+        ops.append(ScheduledOperation(start, start + d, j, k, machine))
     return Schedule(instance.name, ops, solver="milp", status=result.status, seconds=result.seconds,
                     lower_bound=result.integer_bound)
 
 
-def semi_active(instance: JobShopInstance, order: list[tuple[int, int]]) -> list[ScheduledOperation]:
-    """Start every operation, in ``order`` (which must list each job's operations in route order),
-    as soon as its job's previous operation and its machine's previous operation have ended."""
-    job_ready = [0] * instance.n_jobs
-    machine_ready = [0] * instance.n_machines
-    ops = []
-    for j, k in order:
-        machine, d = instance.jobs[j][k]
-        start = max(job_ready[j], machine_ready[machine])
-        job_ready[j] = machine_ready[machine] = start + d
-        ops.append(ScheduledOperation(start, start + d, j, k, machine))
-    return ops
+def solver_time(var: pyo.Var, tol: float = 1e-6) -> float:
+    """A time variable's value, snapped to the nearest integer when within ``tol`` of it."""
+    x = pyo.value(var)
+    return int(round(x)) if abs(x - round(x)) <= tol else x
 
 
 def greedy_makespan(instance: JobShopInstance) -> int:
     """Makespan of the semi-active schedule that takes operations by route position, then by
-    shortest processing time: a cheap, always-achievable horizon."""
-    order = sorted(((k, d, j) for j, job in enumerate(instance.jobs) for k, (_, d) in enumerate(job)))
-    return max(o.end for o in semi_active(instance, [(j, k) for k, _, j in order]))
+    shortest processing time, each as early as its job and machine allow: a cheap, always
+    achievable horizon."""
+    job_ready = [0] * instance.n_jobs
+    machine_ready = [0] * instance.n_machines
+    for k, d, j in sorted((k, d, j) for j, job in enumerate(instance.jobs) for k, (_, d) in enumerate(job)):
+        machine = instance.jobs[j][k][0]
+        job_ready[j] = machine_ready[machine] = max(job_ready[j], machine_ready[machine]) + d
+    return max(job_ready, default=0)

@@ -113,6 +113,13 @@ def solve(model: pyo.ConcreteModel, solver: str = "highs", time_limit: float | N
                        time.perf_counter() - started, solver, termination)
 
 
+def require_solution(result: SolveResult, what: str) -> None:
+    """Raise a one-line :class:`InputError` when ``result`` holds no solution for ``what``."""
+    if result.objective is None:
+        raise InputError(f"{result.solver} stopped without a solution for {what} after {result.seconds:.1f} s "
+                         f"({result.termination or result.status}); allow more time")
+
+
 def _solve_highs(model, time_limit, mip_gap, seed, tee):
     opt = ContribSolverFactory("highs")
     if not opt.available():
