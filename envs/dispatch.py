@@ -13,8 +13,10 @@ Decisions (see :mod:`envs.jobshop_engine`)
     machine at its earliest start. With ``mode="active"`` (default) the candidates are the
     Giffler-Thompson conflict set of the machine that frees first, so every episode yields an
     active schedule and an optimal one is reachable; ``mode="non_delay"`` gives non-delay
-    schedules. With ``skip_forced=True`` (default) decisions with a single candidate are taken
-    automatically inside the step, so the agent only sees real choices.
+    schedules. By default every step dispatches exactly one operation (an episode has
+    ``n_operations`` steps, forced ones included); with ``skip_forced=True`` decisions with a
+    single candidate are taken inside the step, so the agent only sees real choices (what the
+    shipped policy is trained with).
 
 Action
     ``Discrete(n_jobs)``: a job index. :meth:`DispatchEnv.action_masks` (sb3-contrib MaskablePPO
@@ -73,7 +75,7 @@ class DispatchEnv(gym.Env):
 
     def __init__(self, instance: str | JobShopInstance | None = None, n_jobs: int = 15,
                  n_machines: int = 15, durations: tuple[int, int] = (1, 99), mode: str = "active",
-                 skip_forced: bool = True, render_mode: str | None = None):
+                 skip_forced: bool = False, render_mode: str | None = None):
         if mode not in MODES:
             raise InputError(f"unknown dispatch mode {mode!r}; choose one of {', '.join(MODES)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

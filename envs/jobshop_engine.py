@@ -222,6 +222,32 @@ class JobShopEngine:
         self.makespan_lb = max(old, (self._est + self._rem).max(), e + ms.item(m, 1))
         return self.makespan_lb - old
 
+    # -- read-only views for dispatch rules (arrays of shape (n_jobs,), time units) -----------
+    @property
+    def op_duration(self) -> np.ndarray:
+        """Duration of each job's next operation (a huge number once the job is finished)."""
+        return self._p
+
+    @property
+    def earliest_start(self) -> np.ndarray:
+        """Earliest start of each job's next operation, max(job ready, machine ready)."""
+        return self._est
+
+    @property
+    def remaining_work(self) -> np.ndarray:
+        """Unscheduled work of each job, next operation included."""
+        return self._rem
+
+    @property
+    def remaining_ops(self) -> np.ndarray:
+        """Unscheduled operations of each job, next operation included."""
+        return self.op_count - self.next_op
+
+    @property
+    def total_work(self) -> np.ndarray:
+        """Total work of each job (constant)."""
+        return self._tab[:, 0, 1]
+
     # -- observation ------------------------------------------------------------------------
     def _build_feature_map(self) -> None:
         """Features are linear in a raw matrix, so the map is a (21, N_FEATURES) matrix built once.
