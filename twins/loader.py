@@ -6,6 +6,7 @@ the spec's own :class:`~twins.errors.SpecError` paths are mapped back onto those
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,23 @@ def _lines(node: yaml.Node, path: Path_, out: dict[Path_, int], file: str) -> No
             _lines(v, path + (i,), out, file)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false are booleans, so a machine state
+    called ``off`` (or a ``yes``/``no``/``on`` value) stays a string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _ch in "tTfF":
+    _Loader.yaml_implicit_resolvers.setdefault(_ch, []).append(
+        ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")))
+
+
 def parse_yaml(text: str, file: str = "<scenario>") -> tuple[Any, dict[Path_, int]]:
     """YAML text → (plain data, {field path: line}). Malformed YAML is a :class:`ScenarioError`."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -139,7 +154,7 @@ def apply_override(data: dict, item: str) -> None:
     if not parts:
         raise ScenarioError(f"--set {item!r}: empty path")
     try:
-        value = yaml.safe_load(raw)
+        value = yaml.load(raw, Loader=_Loader)
     except yaml.YAMLError:
         value = raw
     stations = data.get("stations") if isinstance(data.get("stations"), list) else []

@@ -349,14 +349,20 @@ class Machine:
                 continue
             nxt = route[part.step].buffer
             if not nxt.try_put(part):
-                self.switch(BLOCKED)
+                if st.enabled:
+                    self.switch(BLOCKED)
+                else:  # finished after its station went off: a planned stop, not a blockage
+                    self.block_off(env._now, st.off_state)
                 ev = nxt.wait_put(part)
                 try:
                     yield ev
                 except Interrupt as irq:
                     yield from self._repair(irq.cause)
                     while not ev.processed:
-                        self.switch(BLOCKED)
+                        if st.enabled:
+                            self.switch(BLOCKED)
+                        elif not self.blocked_off:
+                            self.block_off(env._now, st.off_state)
                         try:
                             yield ev
                         except Interrupt as irq2:
