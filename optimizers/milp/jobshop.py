@@ -35,7 +35,8 @@ def build_model(instance: JobShopInstance, horizon: int | None = None) -> pyo.Co
         horizon: a makespan known to be achievable (e.g. a heuristic's), in time units; it bounds
             every start and sizes the big-M constants. Default: the makespan of a simple
             semi-active schedule (:func:`greedy_makespan`). A horizon below the optimum makes
-            the model infeasible.
+            the model infeasible: when you add constraints that delay the schedule (release
+            dates, maintenance windows), pass a horizon they leave achievable.
     """
     horizon = greedy_makespan(instance) if horizon is None else int(horizon)
     m = pyo.ConcreteModel(name=f"jobshop_{instance.name}")

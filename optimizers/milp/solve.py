@@ -123,6 +123,14 @@ def require_solution(result: SolveResult, what: str) -> None:
 def _solve_highs(model, time_limit, mip_gap, seed, tee):
     opt = ContribSolverFactory("highs")
     if not opt.available():
+        try:
+            import highspy  # noqa: F401 - only to learn why it is unavailable
+        except ImportError as err:
+            if "undefined symbol" in str(err):  # an installation fault, not the user's input
+                raise RuntimeError(
+                    "highspy cannot load next to OR-Tools: both ship libhighs.so.1, in different "
+                    "versions; install the highspy version of the HiGHS that OR-Tools bundles "
+                    "(ortools 9.15: highspy==1.12.0)") from None
         raise InputError("MIP solver 'highs' is not available: install highspy (pip install highspy)")
     options = {"random_seed": seed} if seed is not None else {}
     res = opt.solve(model, time_limit=time_limit, rel_gap=mip_gap, tee=tee, solver_options=options,

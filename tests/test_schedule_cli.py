@@ -1,0 +1,112 @@
+"""``twinopt schedule``: the DESIGN.md JSON contract for every solver, and bad input as one line
+on stderr with exit code 2, never a traceback."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from studio.cli import main
+from twins.instances import load_instance
+from twins.schedule import Schedule, ScheduledOperation, check_schedule
+
+KEYS = {"instance", "solver", "makespan", "lower_bound", "status", "seconds", "operations"}
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("name, fmt, solver", [
+    ("ft06", "orlib", "cpsat"),
+    ("ft06", "orlib", "milp"),
+    ("ta001", "taillard", "cpsat"),
+    ("ta001", "taillard", "neh"),
+    ("ta001", "taillard", "ig"),
+])
+def test_every_solver_writes_the_design_json_and_a_feasible_schedule(capsys, tmp_path, name, fmt, solver):
+    out = tmp_path / "schedule.json"
+    code, stdout, _ = _run(capsys, "schedule", name, "--format", fmt, "--solver", solver,
+                           "--time-limit", "20" if solver in ("cpsat", "milp") else "0.5", "--json", str(out))
+    assert code == 0
+    assert "makespan" in stdout and "gap" in stdout
+    doc = json.loads(out.read_text())
+    instance = load_instance(name, fmt)
+    flow = fmt == "taillard"
+    assert set(doc) == KEYS | ({"permutation"} if flow else set())
+    assert doc["instance"] == name and doc["solver"] == solver
+    assert all(set(o) == {"job", "op", "machine", "start", "end"} for o in doc["operations"])
+    schedule = Schedule(name, [ScheduledOperation(o["start"], o["end"], o["job"], o["op"], o["machine"])
+                               for o in doc["operations"]], permutation=doc.get("permutation"))
+    assert check_schedule(instance, schedule) == []
+    assert doc["makespan"] == max(o["end"] for o in doc["operations"])
+    assert doc["lower_bound"] <= doc["makespan"]
+    if solver in ("cpsat", "milp"):  # exact solvers prove these optimal well within the limit
+        assert doc["status"] == "optimal" and doc["makespan"] == instance.bounds.optimum
+
+
+def test_json_to_stdout_and_html_gantt(capsys, tmp_path):
+    html = tmp_path / "gantt.html"
+    code, stdout, _ = _run(capsys, "schedule", "la01", "--solver", "cpsat", "--json", "-", "--html", str(html))
+    assert code == 0
+    assert json.loads(stdout)["makespan"] == 666
+    text = html.read_text()
+    assert "plotly" in text.lower() and "la01" in text
+
+
+BAD_FILES = {
+    "non_integer.txt": ("2 2\n0 3 1 x\n1 2 0 4\n", "expected integers, found 'x'"),
+    "too_few_jobs.txt": ("3 2\n0 3 1 2\n1 2 0 4\n", "header announces 3 jobs"),
+    "odd_pairs.txt": ("2 2\n0 3 1\n1 2 0 4\n", "must be 'machine time' pairs"),
+    "machine_range.txt": ("2 2\n0 3 2 2\n1 2 0 4\n", "machine 2 not in 0..1"),
+    "empty.txt": ("\n", "empty instance file"),
+}
+
+
+@pytest.mark.parametrize("filename", sorted(BAD_FILES))
+def test_bad_instance_files_exit_2_with_one_line(capsys, tmp_path, filename):
+    text, message = BAD_FILES[filename]
+    path = tmp_path / filename
+    path.write_text(text)
+    code, _, err = _run(capsys, "schedule", str(path), "--solver", "cpsat")
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["missing/instance.txt"], "no such file"),
+    (["ft06", "--solver", "simulated_annealing"], "unknown solver 'simulated_annealing'"),
+    (["ft06", "--solver", "ig"], "permutation flow shop heuristic"),
+    (["ft06", "--solver", "rule:"], "needs a name"),
+    (["ft06", "--solver", "milp", "--mip-solver", "no_such_solver"], "MIP solver 'no_such_solver' is not available"),
+    (["ft06", "--time-limit", "-3"], "time limit must be positive"),
+    (["ta001"], "add --format taillard"),
+    (["ta001", "--format", "taillard", "--solver", "rl:/no/such/model.zip"], ""),
+    (["ta01", "--solver", "milp", "--time-limit", "0.01"], "stopped without a solution"),
+])
+def test_user_errors_exit_2_with_one_line(capsys, argv, message):
+    code, _, err = _run(capsys, "schedule", *argv)
+    assert code == 2, err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_taillard_file_with_wrong_counts_exits_2(capsys, tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("3 2\n1 2 3\n4 5\n")
+    code, _, err = _run(capsys, "schedule", str(path), "--format", "taillard", "--solver", "neh")
+    assert code == 2 and "machine 1 has 2 times, expected 3" in err and err.count("\n") == 1
+
+
+def test_installed_entry_point_exits_2_without_traceback(tmp_path):
+    exe = Path(sys.executable).with_name("twinopt")
+    if not exe.exists():
+        pytest.skip("twinopt is not installed in this environment (pip install -e .)")
+    proc = subprocess.run([str(exe), "schedule", str(tmp_path / "nope.txt")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
