@@ -95,12 +95,14 @@ class Expression:
 
     def __call__(self, values: Mapping[str, float | np.ndarray]):
         """Evaluate with ``values`` (scalars or equally shaped arrays) for the variable names."""
+        # numpy scalars, so 1/0 is inf (caught by range checks), not a Python exception
+        env = {k: np.asarray(v, dtype=float) if np.ndim(v) else np.float64(v) for k, v in values.items()}
         with np.errstate(all="ignore"):
-            return self._eval(self._tree, values)
+            return self._eval(self._tree, env)
 
     def _eval(self, node, env):
         if isinstance(node, ast.Constant):
-            return node.value
+            return np.float64(node.value)
         if isinstance(node, ast.Name):
             return env[node.id] if node.id in self.names else CONSTANTS[node.id]
         if isinstance(node, ast.BinOp):

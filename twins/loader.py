@@ -52,8 +52,9 @@ for _ch in "tTfF":
 
 def parse_yaml(text: str, file: str = "<scenario>") -> tuple[Any, dict[Path_, int]]:
     """YAML text → (plain data, {field path: line}). Malformed YAML is a :class:`ScenarioError`."""
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             raise ScenarioError("the file is empty", file)
@@ -63,11 +64,14 @@ def parse_yaml(text: str, file: str = "<scenario>") -> tuple[Any, dict[Path_, in
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         problem = err.problem or err.context or "cannot parse"
+        if err.context and err.context_mark and err.problem_mark and err.context_mark.line != err.problem_mark.line:
+            problem += f" ({err.context} started on line {err.context_mark.line + 1})"
         raise ScenarioError(f"malformed YAML: {problem}", file, (), mark.line + 1 if mark else None) from None
     except yaml.YAMLError as err:
         raise ScenarioError(f"malformed YAML: {err}", file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 

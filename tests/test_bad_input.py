@@ -1,0 +1,166 @@
+"""Bad scenarios fail with exit code 2 and one line naming the file, the line and the field
+path — never a traceback. Hypothesis throws generated broken scenarios at the loader."""
+from __future__ import annotations
+
+import copy
+import textwrap
+
+import pytest
+import yaml
+from conftest import run_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from twins.errors import ScenarioError
+from twins.loader import load_scenario, parse_yaml, scenario_from_data
+
+GOOD = textwrap.dedent("""\
+    name: cell
+    time_unit: min
+    horizon: {length: 600, warmup: 60}
+    products:
+      - name: widget
+        route: [mill, wash]
+    sources:
+      - kind: arrivals
+        interarrival: {dist: exponential, mean: 3}
+    stations:
+      - name: mill
+        buffer: 3
+        process_time: {dist: exponential, mean: 2}
+        parameters:
+          - {name: feed, unit: mm/min, min: 100, max: 400, default: 200}
+        response:
+          cycle_time_factor: "200 / feed"
+      - name: wash
+        process_time: 1.5
+    """)
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_good_scenario_loads(tmp_path):
+    load_scenario(write(tmp_path, GOOD))
+    r = run_cli("run", str(write(tmp_path, GOOD)), "-n", "2", "-q")
+    assert r.returncode == 0, r.stderr
+
+
+CASES = [
+    # (description, replace old → new, expected path, expected line)
+    ("malformed YAML", ("route: [mill, wash]", "route: [mill, wash"), "sequence started on line 6", 7),
+    ("unknown key", ("buffer: 3", "bufer: 3"), "stations[0].bufer: unknown field", 12),
+    ("negative time", ("{dist: exponential, mean: 2}", "{dist: exponential, mean: -2}"),
+     "stations[0].process_time.mean", 13),
+    ("negative constant time", ("process_time: 1.5", "process_time: -1.5"), "stations[1].process_time", 19),
+    ("missing time", ("    process_time: 1.5\n", ""), "stations[1].process_time: no process time", 18),
+    ("missing horizon length", ("{length: 600, warmup: 60}", "{warmup: 60}"), "horizon.length: required field", 3),
+    ("unknown distribution", ("{dist: exponential, mean: 3}", "{dist: poison, mean: 3}"),
+     "sources[0].interarrival", 9),
+    ("route to unknown station", ("route: [mill, wash]", "route: [mill, dryer]"),
+     "products[0].route[1]: unknown station 'dryer'", 6),
+    ("parameter outside bounds", ("default: 200}", "default: 200, value: 900}"), "stations[0].parameters[0]", 15),
+    ("unsafe expression: import", ('"200 / feed"', '"__import__(\'os\').system(\'ls\')"'),
+     "stations[0].response.cycle_time_factor", 17),
+    ("unsafe expression: attribute", ('"200 / feed"', '"feed.__class__"'),
+     "stations[0].response.cycle_time_factor: attribute access", 17),
+    ("expression with unknown name", ('"200 / feed"', '"200 / speed"'), "unknown name 'speed'", 17),
+    ("warm-up longer than horizon", ("{length: 600, warmup: 60}", "{length: 600, warmup: 900}"), "horizon", 3),
+    ("wrong type", ("buffer: 3", "buffer: three"), "stations[0].buffer", 12),
+    ("duplicate key", ("    buffer: 3\n", "    buffer: 3\n    buffer: 4\n"), "duplicate key 'buffer'", 13),
+]
+
+
+@pytest.mark.parametrize("what, change, expect, line", CASES, ids=[c[0] for c in CASES])
+def test_bad_scenario_gives_one_line_error_with_file_field_and_line(tmp_path, what, change, expect, line):
+    old, new = change
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    r = run_cli("run", str(path), "-n", "1", "-q")
+    assert r.returncode == 2, (what, r.stdout, r.stderr)
+    err = r.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert f"{path}:{line}:" in err, err
+    assert expect in err, err
+
+
+def test_missing_file_and_bad_override_are_one_line_errors(tmp_path):
+    r = run_cli("run", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and "nope.yaml" in r.stderr and "Traceback" not in r.stderr
+    good = write(tmp_path, GOOD)
+    for override in ("mill.feed=50", "stations.mill.buffer=-1", "nosuch", "stations.kiln.buffer=1"):
+        r = run_cli("run", str(good), "-n", "1", "-q", "--set", override)
+        assert r.returncode == 2, (override, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_cli_argument_errors_exit_2(tmp_path):
+    good = write(tmp_path, GOOD)
+    for args in (["run", str(good), "-n", "0"], ["run", str(good), "--seed", "x"], ["frobnicate"]):
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+# ---- generated bad scenarios ------------------------------------------------------------------
+GOOD_DATA, _ = parse_yaml(GOOD)
+
+junk = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                 st.text(max_size=12), st.lists(st.integers(-5, 5), max_size=3),
+                 st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+
+def paths(data, prefix=()):
+    yield prefix
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from paths(v, prefix + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from paths(v, prefix + (i,))
+
+
+ALL_PATHS = [p for p in paths(GOOD_DATA) if p]
+
+
+def mutate(data, path, action, value):
+    data = copy.deepcopy(data)
+    parent = data
+    for k in path[:-1]:
+        parent = parent[k]
+    key = path[-1]
+    if action == "replace":
+        parent[key] = value
+    elif action == "delete" and isinstance(parent, dict):
+        del parent[key]
+    elif action == "delete":
+        parent.pop(key)
+    elif action == "extra" and isinstance(parent, dict):
+        parent["unexpected_" + str(abs(hash(str(value))) % 1000)] = value
+    return data
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(ALL_PATHS), action=st.sampled_from(["replace", "delete", "extra"]), value=junk)
+def test_generated_bad_scenarios_raise_only_scenario_errors(path, action, value):
+    data = mutate(GOOD_DATA, path, action, value)
+    text = yaml.safe_dump(data)
+    parsed, lines = parse_yaml(text, "gen.yaml")
+    try:
+        scenario_from_data(parsed, "gen.yaml", lines)
+    except ScenarioError as err:
+        msg = str(err)
+        assert msg.startswith("gen.yaml") and "\n" not in msg
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_arbitrary_text_never_crashes_the_loader(text):
+    try:
+        data, lines = parse_yaml(text, "x.yaml")
+        scenario_from_data(data, "x.yaml", lines)
+    except ScenarioError as err:
+        assert "\n" not in str(err)
