@@ -1,13 +1,12 @@
 """Shared helpers for the tests: build scenarios from dicts, run the CLI as a user would."""
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from twins.loader import parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -36,9 +35,9 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def smt_data() -> dict:
-    return yaml.safe_load((SCENARIOS / "smt_line.yaml").read_text().replace("off:", "'off':"))
+    return parse_yaml((SCENARIOS / "smt_line.yaml").read_text())[0]
 
 
 @pytest.fixture
 def glue_data() -> dict:
-    return copy.deepcopy(yaml.safe_load((SCENARIOS / "glue_dispensing.yaml").read_text()))
+    return parse_yaml((SCENARIOS / "glue_dispensing.yaml").read_text())[0]
