@@ -18,6 +18,8 @@ COMMANDS = {
     "compare": "studio.commands.compare",
     "schema": "studio.commands.schema",
     "schedule": "studio.commands.schedule",
+    "train": "studio.commands.train",
+    "evaluate": "studio.commands.evaluate",
 }
 
 

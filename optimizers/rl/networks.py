@@ -1,0 +1,82 @@
+"""Policy network for ``twinopt/Dispatch-v0``: one shared scorer per job row (permutation
+equivariant), so the same weights rank the candidates of any instance of the size family.
+
+Observation ``(batch, n_jobs * F)`` is viewed as ``(batch, n_jobs, F)`` (see
+:data:`envs.jobshop_engine.FEATURES`; column 0 is the candidate flag, column 1 the alive flag).
+
+* every row goes through ``symlog`` (sign(x) log(1 + |x|): times of very different instances stay
+  in one range) and a row MLP ``F -> h -> h``;
+* context = mean of alive rows' embeddings, mean and max of the candidates' embeddings;
+* logits = MLP([row embedding, context]) -> one score per job, ``(batch, n_jobs)``; the masked
+  softmax over them is the action distribution (sb3-contrib applies the mask);
+* value = MLP(context) -> ``h`` latent, then SB3's linear value head.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+
+from envs.jobshop_engine import N_FEATURES
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+class JobScorer(nn.Module):
+    """SB3 ``mlp_extractor`` replacement: ``forward(features) -> (logits (B, n), value latent (B, h))``."""
+
+    def __init__(self, n_jobs: int, n_features: int = N_FEATURES, hidden: int = 128):
+        super().__init__()
+        self.n_jobs, self.n_features = n_jobs, n_features
+        self.latent_dim_pi, self.latent_dim_vf = n_jobs, hidden
+        self.row = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.score = nn.Sequential(nn.Linear(4 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2),
+                                   nn.ReLU(), nn.Linear(hidden // 2, 1))
+        self.value = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+
+    def _embed(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = features.view(-1, self.n_jobs, self.n_features)
+        cand, alive = x[..., 0:1], x[..., 1:2]
+        e = self.row(symlog(x))                                               # (B, n, h)
+        mean_alive = (e * alive).sum(1) / alive.sum(1).clamp(min=1.0)
+        mean_cand = (e * cand).sum(1) / cand.sum(1).clamp(min=1.0)
+        max_cand = (e * cand - (1.0 - cand) * 1e4).max(1).values.clamp(min=-1e3)
+        return e, torch.cat([mean_alive, mean_cand, max_cand], dim=1)        # (B, 3h)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e, ctx = self._embed(features)
+        logits = self.score(torch.cat([e, ctx[:, None, :].expand(-1, self.n_jobs, -1)], dim=2)).squeeze(-1)
+        return logits, self.value(ctx)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return self.forward(features)[0]
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.value(self._embed(features)[1])
+
+
+class JobScoringPolicy(MaskableActorCriticPolicy):
+    """MaskablePPO policy whose logits come from :class:`JobScorer` (no linear action head)."""
+
+    def __init__(self, observation_space, action_space, lr_schedule, hidden: int = 128,
+                 n_features: int = N_FEATURES, **kwargs: Any):
+        self.hidden, self.n_features = hidden, n_features
+        kwargs.setdefault("ortho_init", False)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = JobScorer(int(self.action_space.n), self.n_features, self.hidden)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.action_net = nn.Identity()  # the scorer already yields one logit per job
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(hidden=self.hidden, n_features=self.n_features)
+        return data
