@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,13 @@ def fmt(mean, hw=None, digits: int = 4) -> str:
     return text
 
 
-def print_kpi_table(summary: dict[str, Any], scenario, console: Console | None = None) -> None:
-    console = console or Console()
+def console() -> Console:
+    """A console that keeps tables readable when piped (rich would assume 80 columns)."""
+    return Console() if sys.stdout.isatty() else Console(width=130)
+
+
+def print_kpi_table(summary: dict[str, Any], scenario, out: Console | None = None) -> None:
+    console = out or globals()["console"]()
     n = summary["replications"]
     t = Table(title=f"{summary['scenario']} — {n} replication{'s' * (n > 1)}, seed {summary['seed']}, 95 % CI",
               title_justify="left")
@@ -63,8 +69,9 @@ def print_kpi_table(summary: dict[str, Any], scenario, console: Console | None =
     console.print(t)
     s = Table(title="stations (fractions of planned busy time; off = share of all time)", title_justify="left")
     s.add_column("station")
+    short = {"utilization": "util", "queue_length": "queue", "waiting_time": "wait", "starved": "starved"}
     for k in STATION_KPIS:
-        s.add_column(k, justify="right")
+        s.add_column(short.get(k, k), justify="right")
     for name, kp in summary["stations"].items():
         s.add_row(name, *(fmt(kp[k]["mean"], None, 3) for k in STATION_KPIS))
     console.print(s)

@@ -22,6 +22,14 @@ STATE_COLORS = {"busy": "#2ca02c", "setup": "#9467bd", "blocked": "#d62728", "st
                 "down": "#ff7f0e", "off": "#404040"}
 
 
+def _time_axis(sc) -> tuple[float, str]:
+    """(divisor, unit label) to show long horizons in hours rather than seconds or minutes."""
+    per_hour = {"s": 3600.0, "min": 60.0, "h": 1.0}[sc.time_unit]
+    if sc.time_unit != "h" and sc.horizon.length >= 4 * per_hour:
+        return per_hour, "h"
+    return 1.0, sc.time_unit
+
+
 def state_breakdown(results: Results) -> go.Figure:
     """Stacked bars: share of all machine time per state, per station."""
     summary = results.summary()["stations"]
@@ -57,16 +65,18 @@ def over_time(results: Results) -> go.Figure:
     sc = results.scenario
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=("WIP in the line", "parts waiting per station buffer"))
+    div, label = _time_axis(sc)
     if series:
-        t = [s[0] for s in series]
+        t = [s[0] / div for s in series]
         fig.add_scatter(x=t, y=[s[1] for s in series], name="WIP", line_shape="hv", row=1, col=1)
         for k, st in enumerate(sc.stations):
             fig.add_scatter(x=t, y=[s[4][k] for s in series], name=st.name, line_shape="hv", row=2, col=1)
     if sc.horizon.warmup:
         for row in (1, 2):
-            fig.add_vrect(x0=0, x1=sc.horizon.warmup, fillcolor="gray", opacity=0.15, line_width=0, row=row, col=1)
+            fig.add_vrect(x0=0, x1=sc.horizon.warmup / div, fillcolor="gray", opacity=0.15, line_width=0,
+                          row=row, col=1)
     fig.update_layout(title="Over time (replication 1; gray = warm-up, not in statistics)", height=520)
-    fig.update_xaxes(title_text=f"time [{sc.time_unit}]", row=2, col=1)
+    fig.update_xaxes(title_text=f"time [{label}]", row=2, col=1)
     return fig
 
 
@@ -85,15 +95,16 @@ def power_vs_tariff(results: Results) -> go.Figure:
     series = results.replications[0].series or []
     sc = results.scenario
     fig = make_subplots(specs=[[{"secondary_y": True}]])
+    div, label = _time_axis(sc)
     if series:
-        t = [s[0] for s in series]
+        t = [s[0] / div for s in series]
         fig.add_scatter(x=t, y=[s[2] for s in series], name="power drawn [kW]", line_shape="hv",
                         fill="tozeroy", secondary_y=False)
         cur = sc.tariff.currency if sc.tariff else ""
         fig.add_scatter(x=t, y=[s[3] for s in series], name=f"price [{cur}/kWh]", line_shape="hv",
                         line=dict(color="#d62728", width=2), secondary_y=True)
     fig.update_layout(title="Power drawn against the time-of-use tariff (replication 1)", legend_orientation="h")
-    fig.update_xaxes(title_text=f"time [{sc.time_unit}]")
+    fig.update_xaxes(title_text=f"time [{label}]")
     fig.update_yaxes(title_text="kW", secondary_y=False)
     fig.update_yaxes(title_text="price per kWh", secondary_y=True)
     return fig
@@ -122,7 +133,7 @@ def _station_table(summary: dict) -> str:
     for name, kp in summary["stations"].items():
         cells = "".join(f"<td class=num>{html.escape(fmt(kp[k]['mean'], kp[k]['half_width'], 3))}</td>" for k in keys)
         rows.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
-    return f"<table><tr><th>station</th>{head}</tr>{''.join(rows)}</table>"
+    return f"<div style='overflow-x:auto'><table><tr><th>station</th>{head}</tr>{''.join(rows)}</table></div>"
 
 
 def write_report(results: Results, path: str | Path, source: str = "") -> Path:

@@ -21,10 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
-    from studio.output import LINE_KPIS, check_writable, fmt, write_json
+    from studio.output import LINE_KPIS, check_writable, console, fmt, write_json
     from twins.errors import InputError
     from twins.loader import load_scenario
     from twins.stats import compare
@@ -48,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
             sig = e["p_value"] is not None and e["p_value"] < 0.05
             t.add_row(k, fmt(e["a"]), fmt(e["b"]), fmt(e["diff"], e["half_width"]),
                       "–" if e["p_value"] is None else f"{e['p_value']:.3g}", "significant" if sig else "")
-        Console().print(t)
+        console().print(t)
     if args.json:
         write_json(args.json, summary)
     return 0
