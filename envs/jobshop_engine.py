@@ -17,9 +17,9 @@ Candidate sets (``mode``):
 
 * ``"active"`` (default, Giffler & Thompson 1960): among unscheduled next operations take the one
   with the earliest completion ``ect* = min(est + p)``, on machine ``m*``; the candidates are the
-  jobs whose next operation is on ``m*`` and could start before ``ect*``. Every sequence of
-  choices gives an *active* schedule, and every active schedule (hence an optimal one) is
-  reachable.
+  jobs whose next operation is on ``m*`` and could start before ``ect*``. With positive durations
+  every sequence of choices gives an *active* schedule, and every active schedule (hence an
+  optimal one) is reachable.
 * ``"non_delay"``: the machine ``m*`` that can start something earliest (``s* = min est``);
   candidates are the jobs whose next operation is on ``m*`` and can start at ``s*``. Smaller,
   greedier sets (a machine is never left idle while a job waits for it); optimal schedules may be
@@ -86,6 +86,9 @@ class JobShopEngine:
     Static per-instance tables are built once in ``__init__``; ``reset()`` only clears the
     dynamic state, so re-running the same instance is cheap.
     """
+
+    #: conflict sets up to this size get their lookahead features in plain Python (faster there)
+    python_lookahead_max = 6
 
     def __init__(self, instance: JobShopInstance, mode: str = "active"):
         if mode not in MODES:
@@ -318,7 +321,7 @@ class JobShopEngine:
         """
         raw, q = self._raw, len(c)
         load = self.machines.item(self.freed_machine, 1)
-        if q <= 6:
+        if q <= self.python_lookahead_max:
             el, pl, rl = ec.tolist(), self._p[c].tolist(), self._rem[c].tolist()
             delays, increases = [], []
             for a in range(q):

@@ -112,6 +112,163 @@ def expert_action(engine: JobShopEngine, ref_starts: np.ndarray) -> int:
     return int(c[ref.argmin()])
 
 
+ENV_ID = "twinopt/Dispatch-v0"
+
+
+def new_model(n_jobs: int = 15, n_machines: int = 15, hidden: int = 128, seed: int = 0, **algo_kwargs):
+    """An untrained MaskablePPO + :class:`~optimizers.rl.networks.JobScoringPolicy` for the
+    family, with the env kwargs the policy is meant for recorded in ``twinopt_config``."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from optimizers.rl.networks import JobScoringPolicy
+    from optimizers.rl.train import make_env
+
+    env_kwargs = {"n_jobs": n_jobs, "n_machines": n_machines, "mode": "active", "skip_forced": True}
+    venv = DummyVecEnv([lambda: make_env(ENV_ID, env_kwargs)])
+    model = MaskablePPO(JobScoringPolicy, venv, seed=seed, policy_kwargs={"hidden": hidden}, **algo_kwargs)
+    model.twinopt_config = {"env_id": ENV_ID, "env_kwargs": env_kwargs, "algo": "maskable_ppo"}
+    return model
+
+
+def rollout(refs: list[tuple[JobShopInstance, np.ndarray]], policy=None, beta: float = 1.0,
+            rng: np.random.Generator | None = None):
+    """Run every instance to completion, engines in lockstep (one batched forward per step).
+
+    At each decision with two or more candidates the acting choice is the expert's with
+    probability ``beta``, else the policy's greedy choice; every visited state is labelled with
+    the expert's choice. Returns (obs (N, n*F) float32, masks (N, n) bool, expert actions (N,),
+    returns-to-go (N,) = -(final makespan - LB at the state) / S, makespans (instances,)).
+    """
+    import torch
+
+    rng = rng or np.random.default_rng(0)
+    engines = [JobShopEngine(inst, "active") for inst, _ in refs]
+    obs, masks, labels, lbs, owner = [], [], [], [], []
+    live = list(range(len(engines)))
+    while live:
+        batch = []
+        for i in live:
+            e = engines[i]
+            while not e.done and len(e.candidates) == 1:
+                e.dispatch(int(e.candidates[0]))
+            if not e.done:
+                batch.append(i)
+        live = batch
+        if not live:
+            break
+        o = np.stack([engines[i].observation().reshape(-1) for i in live])
+        m = np.stack([engines[i].mask for i in live])
+        expert = np.array([expert_action(engines[i], refs[i][1]) for i in live])
+        act = expert.copy()
+        if policy is not None and beta < 1.0:
+            with torch.no_grad():
+                dist = policy.get_distribution(torch.as_tensor(o), action_masks=m)
+                greedy = dist.distribution.probs.argmax(dim=1).numpy()
+            use_policy = rng.random(len(live)) >= beta
+            act[use_policy] = greedy[use_policy]
+        obs.append(o)
+        masks.append(m)
+        labels.append(expert)
+        lbs.append([engines[i].makespan_lb for i in live])
+        owner.append(live)
+        for i, a in zip(live, act):
+            engines[i].dispatch(int(a))
+    makespans = np.array([e.makespan_lb for e in engines])
+    scale = np.array([e.scale for e in engines])
+    owner_a, lb_a = np.concatenate(owner), np.concatenate(lbs)
+    returns = -(makespans[owner_a] - lb_a) / scale[owner_a]
+    return (np.concatenate(obs).astype(np.float32), np.concatenate(masks), np.concatenate(labels),
+            returns.astype(np.float32), makespans)
+
+
+def fit(model, data, epochs: int, batch_size: int = 512, lr: float = 1e-3, value_coef: float = 0.5,
+        rng: np.random.Generator | None = None) -> float:
+    """Supervised epochs on (obs, masks, expert actions, returns): masked cross-entropy on the
+    actions plus ``value_coef`` x MSE of the value head. Returns the last epoch's accuracy."""
+    import torch
+
+    rng = rng or np.random.default_rng(0)
+    policy = model.policy
+    policy.set_training_mode(True)
+    opt = torch.optim.Adam(policy.parameters(), lr=lr)
+    obs, masks, acts, rets = (torch.as_tensor(x) for x in data)
+    n = len(acts)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * ((n + batch_size - 1) // batch_size))
+    acc = 0.0
+    for _ in range(epochs):
+        perm = torch.as_tensor(rng.permutation(n))
+        correct = 0
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            values, log_prob, _ = policy.evaluate_actions(obs[idx], acts[idx], action_masks=masks[idx])
+            loss = -log_prob.mean() + value_coef * torch.nn.functional.mse_loss(values.flatten(), rets[idx])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            correct += int((log_prob > np.log(0.5)).sum())
+        acc = correct / n
+    policy.set_training_mode(False)
+    return acc
+
+
+def greedy_gaps(model, refs: list[tuple[JobShopInstance, np.ndarray]]) -> np.ndarray:
+    """Greedy policy makespan / reference makespan - 1 for each instance."""
+    *_, makespans = rollout(refs, model.policy, beta=0.0)
+    return makespans / np.array([inst.bounds.upper_bound for inst, _ in refs]) - 1.0
+
+
+def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: int = 128, seed: int = 0,
+          validation: int = 40, limit: int | None = None) -> Path:
+    """Behaviour cloning with DAgger on the references in ``refs_dir``; the last ``validation``
+    references are held out. Saves ``out/model.zip`` (a MaskablePPO model) and ``out/config.json``."""
+    import json
+    import sys
+
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    refs = load_references(refs_dir)
+    if limit:
+        refs = refs[:limit]
+    if len(refs) <= validation:
+        raise RuntimeError(f"{refs_dir}: {len(refs)} references, need more than {validation}")
+    train_refs, val_refs = refs[:-validation], refs[-validation:]
+    inst0 = refs[0][0]
+    model = new_model(inst0.n_jobs, inst0.n_machines, hidden, seed, gamma=1.0)
+    out.mkdir(parents=True, exist_ok=True)
+    from optimizers.heuristics.rules import schedule_with_rule
+
+    mwkr = np.mean([schedule_with_rule(i, "mwkr").makespan / i.bounds.upper_bound - 1 for i, _ in val_refs])
+    history, data, best = [], None, (np.inf, None)
+    started = time.perf_counter()
+    for r in range(rounds):
+        beta = 1.0 if r == 0 else 0.5 ** r if r < 3 else 0.0
+        new = rollout(train_refs, model.policy, beta=beta, rng=rng)[:4]
+        data = new if data is None else tuple(np.concatenate([a, b]) for a, b in zip(data, new))
+        acc = fit(model, data, epochs, rng=rng)
+        gaps = greedy_gaps(model, val_refs)
+        history.append({"round": r, "beta": beta, "samples": int(len(data[2])), "train_share_p_expert_over_half": round(acc, 4),
+                        "val_gap_to_reference": round(float(gaps.mean()), 4),
+                        "minutes": round((time.perf_counter() - started) / 60, 1)})
+        print(history[-1], flush=True)
+        if gaps.mean() < best[0]:
+            best = (float(gaps.mean()), r)
+            model.save(out / "model.zip")
+    config = {"command": "python -m optimizers.rl.imitation " + " ".join(sys.argv[1:]),
+              "references": str(refs_dir), "train_instances": len(train_refs), "validation_instances": len(val_refs),
+              "rounds": rounds, "epochs": epochs, "hidden": hidden, "seed": seed,
+              "val_gap_mwkr_to_reference": round(float(mwkr), 4), "best_round": best[1],
+              "best_val_gap_to_reference": round(best[0], 4), "history": history,
+              "call": {"algo": "maskable_ppo", "env_id": ENV_ID, "env_kwargs": model.twinopt_config["env_kwargs"]}}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return out / "model.zip"
+
+
 def _cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optimizers.rl.imitation", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -121,8 +278,19 @@ def _cli(argv: list[str] | None = None) -> int:
     r.add_argument("--out", type=Path, default=Path("runs/jss15_refs"))
     r.add_argument("--deterministic-seconds", type=float, default=10.0)
     r.add_argument("--size", type=int, nargs=2, default=(15, 15), metavar=("JOBS", "MACHINES"))
+    c = sub.add_parser("clone", help="behaviour cloning + DAgger on the references")
+    c.add_argument("--refs", type=Path, default=Path("runs/jss15_refs"))
+    c.add_argument("--out", type=Path, default=Path("runs/jss15_bc"))
+    c.add_argument("--rounds", type=int, default=5)
+    c.add_argument("--epochs", type=int, default=8)
+    c.add_argument("--hidden", type=int, default=128)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--validation", type=int, default=40)
+    c.add_argument("--limit", type=int, default=None, help="use only the first N references")
     args = parser.parse_args(argv)
-    if args.cmd == "references":
+    if args.cmd == "clone":
+        clone(args.refs, args.out, args.rounds, args.epochs, args.hidden, args.seed, args.validation, args.limit)
+    elif args.cmd == "references":
         make_references(args.count, args.seed, args.out, args.deterministic_seconds, *args.size)
     return 0
 

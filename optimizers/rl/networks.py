@@ -7,7 +7,7 @@ Observation ``(batch, n_jobs * F)`` is viewed as ``(batch, n_jobs, F)`` (see
 * every row goes through ``symlog`` (sign(x) log(1 + |x|): times of very different instances stay
   in one range) and a row MLP ``F -> h -> h``;
 * context = mean of alive rows' embeddings, mean and max of the candidates' embeddings;
-* logits = MLP([row embedding, context]) -> one score per job, ``(batch, n_jobs)``; the masked
+* logits = MLP(row embedding + linear(context)) -> one score per job, ``(batch, n_jobs)``; the masked
   softmax over them is the action distribution (sb3-contrib applies the mask);
 * value = MLP(context) -> ``h`` latent, then SB3's linear value head.
 """
@@ -34,8 +34,8 @@ class JobScorer(nn.Module):
         self.n_jobs, self.n_features = n_jobs, n_features
         self.latent_dim_pi, self.latent_dim_vf = n_jobs, hidden
         self.row = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.score = nn.Sequential(nn.Linear(4 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2),
-                                   nn.ReLU(), nn.Linear(hidden // 2, 1))
+        self.context = nn.Linear(3 * hidden, hidden)
+        self.score = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.value = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
 
     def _embed(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +49,7 @@ class JobScorer(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e, ctx = self._embed(features)
-        logits = self.score(torch.cat([e, ctx[:, None, :].expand(-1, self.n_jobs, -1)], dim=2)).squeeze(-1)
+        logits = self.score(e + self.context(ctx)[:, None, :]).squeeze(-1)
         return logits, self.value(ctx)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
