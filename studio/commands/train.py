@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 
 from twins.errors import InputError
 
@@ -48,6 +47,18 @@ def parse_json_object(text: str | None, option: str) -> dict | None:
     return value
 
 
+def canonical_command(args: argparse.Namespace, out: str) -> str:
+    """The complete command line that reproduces this run (every option spelled out)."""
+    parts = ["twinopt", "train", args.env_id, "--algo", args.algo, "--timesteps", str(args.timesteps),
+             "--envs", str(args.envs), "--seed", str(args.seed), "--out", out]
+    for option in ("env_kwargs", "policy_kwargs", "algo_kwargs", "init", "eval_freq"):
+        value = getattr(args, option)
+        if value is not None:
+            parts += ["--" + option.replace("_", "-"), str(value)]
+    parts += ["--eval-episodes", str(args.eval_episodes)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def main(args: argparse.Namespace) -> int:
     from optimizers.rl.train import train
 
@@ -55,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
     policy_kwargs = parse_json_object(args.policy_kwargs, "--policy-kwargs")
     algo_kwargs = parse_json_object(args.algo_kwargs, "--algo-kwargs")
     out = args.out or f"runs/{args.env_id.replace('/', '_')}-{args.algo}-s{args.seed}"
-    command = "twinopt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
+    command = canonical_command(args, out)
     path = train(args.env_id, algo=args.algo, timesteps=args.timesteps, n_envs=args.envs, seed=args.seed,
                  out_dir=out, env_kwargs=env_kwargs, policy_kwargs=policy_kwargs, algo_kwargs=algo_kwargs,
                  eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, init_model=args.init,

@@ -1,0 +1,148 @@
+"""RL tooling: one training loop for every algorithm, evaluation against baselines with CIs, the
+shipped job-shop policy, and the train/evaluate command lines."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from optimizers.heuristics.rules import schedule_with_rule
+from optimizers.rl.dispatch import SHIPPED_POLICY, schedule_with_policy
+from optimizers.rl.evaluate import POLICY, comparison_figure, evaluate, mean_ci
+from optimizers.rl.train import train
+from studio.cli import main as cli
+from twins.errors import InputError
+from twins.instances import load_instance
+from twins.schedule import check_schedule
+
+ENV_ID = "twinopt/Dispatch-v0"
+SMALL = {"n_jobs": 6, "n_machines": 4, "skip_forced": True}
+TINY_PPO = {"n_steps": 128, "batch_size": 64, "n_epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A short MaskablePPO run through a SubprocVecEnv of two envs (the CI-sized training)."""
+    out = tmp_path_factory.mktemp("maskable")
+    path = train(ENV_ID, algo="maskable_ppo", timesteps=1024, n_envs=2, seed=0, out_dir=out, env_kwargs=SMALL,
+                 algo_kwargs=TINY_PPO, eval_freq=512, eval_episodes=2, progress_bar=False)
+    return path
+
+
+def test_short_maskable_ppo_run_goes_end_to_end_through_vector_envs(trained):
+    out = trained.parent
+    assert trained.is_file() and (out / "best" / "best_model.zip").is_file()
+    rows = list(csv.DictReader((out / "progress.csv").open()))
+    assert any(r.get("rollout/ep_rew_mean") for r in rows) and any(r.get("eval/mean_reward") for r in rows)
+    evals = np.load(out / "eval" / "evaluations.npz")
+    assert list(evals["timesteps"]) == [512, 1024]
+    config = json.loads((out / "config.json").read_text())
+    assert config["call"]["algo"] == "maskable_ppo" and config["call"]["env_kwargs"] == SMALL
+    assert config["policy"] == "optimizers.rl.networks:JobScoringPolicy"
+    assert {"torch", "stable_baselines3", "sb3_contrib", "gymnasium"} <= set(config["versions"])
+
+
+def test_evaluation_compares_policy_and_rules_on_the_same_seeds(trained):
+    ev = evaluate(trained, episodes=3, seed=5)  # env id and kwargs come from the model
+    assert ev.seeds == [5, 6, 7]
+    assert {POLICY, "mwkr", "spt", "fifo", "edd", "random"} <= set(ev.summary)
+    for name, rows in ev.episodes.items():
+        assert len(rows) == 3 and all(r["makespan"] > 0 for r in rows)
+    # same seeds -> same instances: a rule's makespan equals schedule_with_rule on that instance
+    from envs.dispatch import DispatchEnv
+
+    env = DispatchEnv(**SMALL)
+    env.reset(seed=6)
+    assert ev.episodes["mwkr"][1]["makespan"] == schedule_with_rule(env.instance, "mwkr").makespan
+    m, h = ev.summary["mwkr"]["makespan"]
+    values = [r["makespan"] for r in ev.episodes["mwkr"]]
+    assert m == pytest.approx(np.mean(values))
+    fig = comparison_figure(ev)
+    assert len(fig.data) == 2  # return and makespan panels
+
+
+def test_mean_ci_is_the_student_t_interval():
+    x = [3.0, 5.0, 4.0, 8.0]
+    m, h = mean_ci(x)
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+    assert (m - h, m + h) == pytest.approx((lo, hi))
+    assert mean_ci([2.0]) == (2.0, 0.0)
+
+
+def test_the_same_loop_trains_plain_ppo(tmp_path):
+    path = train(ENV_ID, algo="ppo", timesteps=128, n_envs=1, seed=1, out_dir=tmp_path, env_kwargs={"instance": "ft06"},
+                 algo_kwargs={"n_steps": 64, "batch_size": 32, "n_epochs": 1}, eval_episodes=1, progress_bar=False)
+    assert path.is_file()
+    ev = evaluate(path, ENV_ID, episodes=1, baselines=["mwkr"])
+    assert set(ev.summary) == {POLICY, "mwkr"}
+
+
+@pytest.mark.parametrize("name", ["ta01", "ft06", "la01"])
+def test_shipped_policy_gives_feasible_deterministic_schedules(name):
+    instance = load_instance(name)  # 15x15; 6x6 and 10x5 are padded to the 15-job family
+    schedule = schedule_with_policy(instance, SHIPPED_POLICY)
+    assert check_schedule(instance, schedule) == []
+    assert schedule.solver == "rl:jss15x15.zip"
+    assert schedule_with_policy(instance, SHIPPED_POLICY).operations == schedule.operations
+
+
+def test_shipped_policy_beats_the_best_rule_on_taillard_15x15():
+    gaps = {"policy": [], "mwkr": []}
+    for i in range(1, 11):
+        inst = load_instance(f"ta{i:02d}")
+        gaps["policy"].append(schedule_with_policy(inst, SHIPPED_POLICY).makespan / inst.bounds.best_known - 1)
+        gaps["mwkr"].append(schedule_with_rule(inst, "mwkr").makespan / inst.bounds.best_known - 1)
+    assert np.mean(gaps["policy"]) < np.mean(gaps["mwkr"])
+
+
+def test_policy_input_errors():
+    with pytest.raises(InputError, match="no such model file"):
+        schedule_with_policy(load_instance("ft06"), "/no/such/model.zip")
+    with pytest.raises(InputError, match="up to 15 jobs; ft20 has 20"):
+        schedule_with_policy(load_instance("ft20"), SHIPPED_POLICY)
+
+
+def test_train_and_evaluate_command_lines(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli(["train", ENV_ID, "--algo", "maskable_ppo", "--timesteps", "256", "--envs", "1", "--seed", "2",
+                "--out", str(out), "--env-kwargs", json.dumps(SMALL), "--algo-kwargs", json.dumps(TINY_PPO),
+                "--eval-episodes", "1", "--no-progress"])
+    assert code == 0 and (out / "model.zip").is_file()
+    command = json.loads((out / "config.json").read_text())["command"]
+    assert command.startswith(f"twinopt train {ENV_ID} --algo maskable_ppo --timesteps 256 --envs 1 --seed 2")
+    html, js = tmp_path / "cmp.html", tmp_path / "cmp.json"
+    code = cli(["evaluate", str(out / "model.zip"), "--env", ENV_ID, "--episodes", "2", "--seed", "3",
+                "--baselines", "mwkr,spt", "--html", str(html), "--json", str(js)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "mwkr" in printed and "makespan (mean ± 95% CI)" in printed
+    assert "plotly" in html.read_text() and json.loads(js.read_text())["seeds"] == [3, 4]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "twinopt/Nope-v0"], "unknown environment 'twinopt/Nope-v0'"),
+    (["train", ENV_ID, "--algo", "dqn"], "unknown algorithm 'dqn'"),
+    (["train", ENV_ID, "--algo", "sac"], "sac needs a continuous (Box) action space"),
+    (["train", ENV_ID, "--env-kwargs", "{instance: ft06}"], "--env-kwargs: not valid JSON"),
+    (["train", ENV_ID, "--env-kwargs", "[1, 2]"], "--env-kwargs: expected a JSON object"),
+    (["train", ENV_ID, "--env-kwargs", '{"colour": 1}'], "bad env kwargs for twinopt/Dispatch-v0"),
+    (["train", ENV_ID, "--env-kwargs", '{"instance": "nope"}'], "nope: no such file"),
+    (["train", ENV_ID, "--init", "/no/model.zip"], "/no/model.zip: no such model file"),
+    (["evaluate", "/no/such/model.zip", "--env", ENV_ID], "/no/such/model.zip: no such model file"),
+    (["evaluate", str(SHIPPED_POLICY), "--env", "twinopt/Nope-v0"], "unknown environment"),
+    (["evaluate", str(SHIPPED_POLICY), "--baselines", "xyz"], "unknown baseline 'xyz'"),
+    (["evaluate", str(SHIPPED_POLICY), "--env-kwargs", '{"instance": "ft06"}'], "the model observes"),
+])
+def test_bad_inputs_exit_2_with_one_line(argv, message, capsys):
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_bad_input_exit_code_seen_by_a_user():
+    from conftest import run_cli
+
+    done = run_cli("evaluate", "/no/such/model.zip", "--env", ENV_ID)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
