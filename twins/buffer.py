@@ -17,7 +17,7 @@ import simpy
 
 
 class Buffer:
-    __slots__ = ("env", "capacity", "items", "getters", "putters", "area", "t_last", "name")
+    __slots__ = ("env", "capacity", "items", "getters", "putters", "area", "t_last", "name", "sequence")
 
     def __init__(self, env: simpy.Environment, capacity: int | None, name: str = ""):
         self.env = env
@@ -28,6 +28,7 @@ class Buffer:
         self.area = 0.0  # ∫ level dt since t = 0
         self.t_last = 0.0
         self.name = name
+        self.sequence: deque | None = None  # fixed processing order (product indices), see take_in_order
 
     def __len__(self) -> int:
         return len(self.items)
@@ -44,7 +45,9 @@ class Buffer:
         """Place ``part`` if a machine waits for it or a place is free; False if full."""
         now = self.env._now
         part.t_buf = now
-        if self.getters:
+        if self.getters and (self.sequence is None or self._is_next(part)):
+            if self.sequence is not None:
+                self.sequence.popleft()
             self.getters.popleft().succeed(part)
             return True
         if len(self.items) < self.capacity:
@@ -62,6 +65,8 @@ class Buffer:
     def try_get(self, family=None):
         """The next part (first in; with ``family``, the first of that family if any), or None."""
         items = self.items
+        if self.sequence is not None:
+            return self._take_in_order()
         if not items:
             if self.putters:  # zero waiting places: take the part straight off the blocked machine
                 ev, part = self.putters.popleft()
@@ -83,6 +88,22 @@ class Buffer:
             waiting.t_buf = now
             items.append(waiting)
             ev.succeed()
+        return part
+
+    def _is_next(self, part) -> bool:
+        return bool(self.sequence) and part.product.index == self.sequence[0]
+
+    def _take_in_order(self):
+        """Fixed sequence: the next product of the sequence if it is waiting, else None."""
+        if not self.sequence:
+            return None
+        want = self.sequence[0]
+        part = next((p for p in self.items if p.product.index == want), None)
+        if part is None:
+            return None
+        self._level_changes(self.env._now)
+        self.items.remove(part)
+        self.sequence.popleft()
         return part
 
     def wait_get(self) -> simpy.Event:

@@ -14,6 +14,7 @@ KPIs for the window between them.
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
@@ -125,6 +126,10 @@ class Line:
                     if st.name in names:
                         at = names.index(st.name)
                         st.rework_return[p.index] = names[: at + 1].index(rw.return_to)
+        for st in self.stations:
+            if st.spec.sequence is not None:
+                index = {p.name: p.index for p in self.products}
+                st.buffer.sequence = deque(index[name] for name in st.spec.sequence)
         self.machines: list[Machine] = []
         for st in self.stations:
             self._build_machines(st, fam_index)
@@ -180,6 +185,8 @@ class Line:
                 self.env.process(self._arrivals(src))
             elif src.kind == "orders":
                 self.env.process(self._orders(src))
+            elif src.kind == "external":
+                continue  # units come from release()
             else:  # saturated: one supply per first station
                 weights = src.mix or {p.name: 1.0 for p in self.scenario.products}
                 groups: dict[str, dict[str, float]] = {}
@@ -320,6 +327,15 @@ class Line:
             self.env.process(self._release(part.product, part.order))
 
     # -- control and observation -----------------------------------------------------------------
+    def release(self, product: str, quantity: int = 1) -> None:
+        """Release ``quantity`` units of ``product`` into its first buffer now (they wait for room
+        when it is full); for controllers and ``kind: external`` sources."""
+        p = next((p for p in self.products if p.name == product), None)
+        if p is None:
+            raise InputError(f"unknown product {product!r} (products: {', '.join(q.name for q in self.products)})")
+        for _ in range(int(quantity)):
+            self.env.process(self._release(p, None))
+
     def run(self, until: float | None = None) -> None:
         """Advance the simulation to ``until`` (default: the end of the horizon)."""
         until = self.horizon if until is None else until

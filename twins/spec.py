@@ -95,6 +95,9 @@ class Station(_Model):
     setup: Setup | None = None
     dispatch: Literal["fifo", "same_family"] = Field(
         default="fifo", description="next part: first in, or first of the family already set up")
+    sequence: list[str] | None = Field(
+        default=None, description="fixed processing order (product names): the station waits for the next "
+                                   "product of the list (a schedule replay); use with an unlimited buffer")
     breakdowns: list[Breakdown] = Field(default_factory=list)
     planned_stops: list[PlannedStop] = Field(default_factory=list)
     scrap: float = Field(default=0.0, ge=0, lt=1, description="share of processed parts scrapped")
@@ -143,7 +146,15 @@ class SaturatedSource(_Model):
     lot_size: int = Field(default=1, ge=1, description="consecutive units of one product")
 
 
-Source = Annotated[Union[ArrivalSource, OrderSource, SaturatedSource], Field(discriminator="kind")]
+class ExternalSource(_Model):
+    """Units enter only when a controller releases them (``Line.release``), e.g. an energy
+    controller's batch release or a schedule replay."""
+
+    kind: Literal["external"]
+    name: str = "external"
+
+
+Source = Annotated[Union[ArrivalSource, OrderSource, SaturatedSource, ExternalSource], Field(discriminator="kind")]
 
 
 class Horizon(_Model):
@@ -213,6 +224,11 @@ def check_references(s: Scenario) -> None:
                 raise SpecError(("stations", stations[st], "process_time"),
                                 f"no process time for product {p.name!r}, which visits {st!r}")
     for j, st in enumerate(s.stations):
+        for k, prod in enumerate(st.sequence or []):
+            if prod not in products:
+                raise SpecError(("stations", j, "sequence", k), f"unknown product {prod!r}")
+            if st.name not in s.products[products[prod]].route:
+                raise SpecError(("stations", j, "sequence", k), f"product {prod!r} does not visit {st.name!r}")
         for prod in st.process_time_by_product:
             if prod not in products:
                 raise SpecError(("stations", j, "process_time_by_product", prod), f"unknown product {prod!r}")
