@@ -18,7 +18,7 @@ from ortools.sat.python import cp_model
 
 from twins.errors import InputError
 from twins.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
-from twins.schedule import Schedule, ScheduledOperation
+from twins.schedule import Schedule, ScheduledOperation, check_schedule
 
 _STATUS = {
     cp_model.OPTIMAL: "optimal",
@@ -66,7 +66,7 @@ def solve(instance: JobShopInstance | FlexibleJobShopInstance | FlowShopInstance
     model.add_max_equality(makespan, [ends[j, len(job) - 1] for j, job in enumerate(jobs)])
     model.minimize(makespan)
     if hint is not None:
-        _add_hint(model, hint, starts, chosen, makespan)
+        _add_hint(model, instance, hint, starts, chosen, makespan)
 
     solver = cp_model.CpSolver()
     params = solver.parameters
@@ -167,10 +167,11 @@ def _same_order_on_every_machine(model: cp_model.CpModel, starts, ends, instance
     return order
 
 
-def _add_hint(model: cp_model.CpModel, hint: Schedule, starts, chosen, makespan) -> None:
+def _add_hint(model: cp_model.CpModel, instance, hint: Schedule, starts, chosen, makespan) -> None:
+    problems = check_schedule(instance, hint)
+    if problems:  # an infeasible hint would also shrink the horizon below what is achievable
+        raise InputError(f"hint schedule is not feasible: {problems[0]}")
     for o in hint.operations:
-        if (o.job, o.op) not in starts:
-            raise InputError(f"hint schedule has operation {(o.job, o.op)} the instance does not have")
         model.add_hint(starts[o.job, o.op], int(o.start))
         for m, _, lit in chosen[o.job, o.op]:
             if lit is not None:

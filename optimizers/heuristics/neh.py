@@ -91,16 +91,16 @@ def neh_permutation(p: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def neh(instance: FlowShopInstance) -> Schedule:
-    """The NEH schedule of ``instance``; ``lower_bound`` is Taillard's bound, ``status`` is
-    optimal when the schedule meets it, else feasible."""
+    """The NEH schedule of ``instance`` (see :func:`heuristic_schedule` for bound and status)."""
     started = time.perf_counter()
     sequence, _ = neh_permutation(processing_times(instance))
     return heuristic_schedule(instance, sequence, "neh", time.perf_counter() - started)
 
 
 def heuristic_schedule(instance: FlowShopInstance, sequence, solver: str, seconds: float) -> Schedule:
-    """A permutation found by a heuristic, as a :class:`Schedule` with Taillard's lower bound."""
+    """A permutation found by a heuristic, as a :class:`Schedule` with Taillard's lower bound;
+    status ``optimal`` when the makespan meets that bound, else ``heuristic``."""
     schedule = permutation_schedule(instance, [int(j) for j in sequence], solver=solver, seconds=seconds,
                                     lower_bound=instance.trivial_lower_bound)
-    schedule.status = "optimal" if schedule.makespan <= instance.trivial_lower_bound else "feasible"
+    schedule.status = "optimal" if schedule.makespan <= instance.trivial_lower_bound else "heuristic"
     return schedule

@@ -26,6 +26,9 @@ from twins.schedule import Schedule, ScheduledOperation
 
 from .solve import SolveResult, require_solution
 
+#: Dispatching rules tried for the default horizon (optimizers.heuristics.rules names).
+HORIZON_RULES = ("mwkr", "spt", "fifo", "mor")
+
 
 def build_model(instance: JobShopInstance, horizon: int | None = None) -> pyo.ConcreteModel:
     """The disjunctive MILP of ``instance``.
@@ -33,12 +36,12 @@ def build_model(instance: JobShopInstance, horizon: int | None = None) -> pyo.Co
     Args:
         instance: the job shop.
         horizon: a makespan known to be achievable (e.g. a heuristic's), in time units; it bounds
-            every start and sizes the big-M constants. Default: the makespan of a simple
-            semi-active schedule (:func:`greedy_makespan`). A horizon below the optimum makes
+            every start and sizes the big-M constants. Default: the best of a few dispatching
+            rules (:func:`rule_horizon`). A horizon below the optimum makes
             the model infeasible: when you add constraints that delay the schedule (release
             dates, maintenance windows), pass a horizon they leave achievable.
     """
-    horizon = greedy_makespan(instance) if horizon is None else int(horizon)
+    horizon = rule_horizon(instance) if horizon is None else int(horizon)
     m = pyo.ConcreteModel(name=f"jobshop_{instance.name}")
     ops = [(j, k) for j, job in enumerate(instance.jobs) for k in range(len(job))]
     p = {(j, k): instance.jobs[j][k][1] for j, k in ops}
@@ -97,13 +100,9 @@ def solver_time(var: pyo.Var, tol: float = 1e-6) -> float:
     return int(round(x)) if abs(x - round(x)) <= tol else x
 
 
-def greedy_makespan(instance: JobShopInstance) -> int:
-    """Makespan of the semi-active schedule that takes operations by route position, then by
-    shortest processing time, each as early as its job and machine allow: a cheap, always
-    achievable horizon."""
-    job_ready = [0] * instance.n_jobs
-    machine_ready = [0] * instance.n_machines
-    for k, d, j in sorted((k, d, j) for j, job in enumerate(instance.jobs) for k, (_, d) in enumerate(job)):
-        machine = instance.jobs[j][k][0]
-        job_ready[j] = machine_ready[machine] = max(job_ready[j], machine_ready[machine]) + d
-    return max(job_ready, default=0)
+def rule_horizon(instance: JobShopInstance) -> int:
+    """The best makespan of a few dispatching rules (milliseconds): an achievable horizon
+    typically 5-20 % above the optimum, where a serial schedule would be several times it."""
+    from optimizers.heuristics.rules import schedule_with_rule
+
+    return int(min(schedule_with_rule(instance, rule).makespan for rule in HORIZON_RULES))

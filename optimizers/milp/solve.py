@@ -69,8 +69,11 @@ class SolveResult:
     @property
     def integer_bound(self) -> int | None:
         """The bound rounded up, for objectives that only take integer values (makespans of
-        integer data); a hair of solver tolerance is forgiven first."""
-        return None if self.bound is None else math.ceil(self.bound - 1e-6)
+        integer data). Solver tolerance (up to 1e-5 relative) is forgiven first, so a bound
+        reported a hair above an integer still rounds to that integer: conservative, still valid."""
+        if self.bound is None:
+            return None
+        return math.ceil(self.bound - max(1e-6, 1e-5 * abs(self.bound)))
 
 
 def solve(model: pyo.ConcreteModel, solver: str = "highs", time_limit: float | None = None,

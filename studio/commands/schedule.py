@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="orlib: job shop (default); taillard: permutation flow shop; "
                              "fjs: flexible job shop (Brandimarte layout)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="S",
-                        help="wall-clock limit in seconds (default: exact solvers run to proven "
-                             "optimality; ig uses n*m/2*30 ms)")
+                        help="wall-clock limit in seconds (default: 60 for cpsat and milp, which stop "
+                             "sooner once optimal; n*m/2*30 ms for ig)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the solver (default 0)")
     parser.add_argument("--workers", type=int, default=2, metavar="K", help="CP-SAT search workers (default 2)")
     parser.add_argument("--mip-solver", default="highs", metavar="NAME",
@@ -44,6 +44,9 @@ def main(args: argparse.Namespace) -> int:
     from twins.schedule import check_schedule
 
     instance = _load(args.instance, args.format)
+    if sys.stderr.isatty():  # a person waits for up to a minute; scripts get one line on error only
+        limit = f" (time limit {args.time_limit:g} s)" if args.time_limit else ""
+        print(f"scheduling {instance.name} with {args.solver}{limit} …", file=sys.stderr, flush=True)
     schedule = solve_instance(instance, args.solver, time_limit=args.time_limit, seed=args.seed,
                               mip_solver=args.mip_solver, workers=args.workers)
     problems = check_schedule(instance, schedule)
