@@ -51,6 +51,8 @@ def solve_instance(instance: Instance, solver: str, time_limit: float | None = N
     """
     if time_limit is not None and time_limit <= 0:
         raise InputError(f"time limit must be positive seconds, got {time_limit}")
+    if not 0 <= seed < 2**31:  # CP-SAT and HiGHS take 32-bit seeds
+        raise InputError(f"seed must be an integer in 0..{2**31 - 1}, got {seed}")
     kind, _, argument = solver.partition(":")
     if kind in ("rule", "rl"):
         if not argument:

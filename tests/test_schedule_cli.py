@@ -85,6 +85,9 @@ def test_bad_instance_files_exit_2_with_one_line(capsys, tmp_path, filename):
     (["ft06", "--solver", "rule:"], "needs a name"),
     (["ft06", "--solver", "milp", "--mip-solver", "no_such_solver"], "MIP solver 'no_such_solver' is not available"),
     (["ft06", "--time-limit", "-3"], "time limit must be positive"),
+    (["ft06", "--seed", "-1"], "seed must be an integer"),
+    (["ft06", "--workers", "0"], "workers must be at least 1"),
+    (["ft06", "--solver", "rule:no_such_rule"], "unknown dispatching rule 'no_such_rule'"),
     (["ta001"], "add --format taillard"),
     (["ta001", "--format", "taillard", "--solver", "rl:/no/such/model.zip"], ""),
     (["ta01", "--solver", "milp", "--time-limit", "0.01"], "stopped without a solution"),
@@ -93,6 +96,33 @@ def test_user_errors_exit_2_with_one_line(capsys, argv, message):
     code, _, err = _run(capsys, "schedule", *argv)
     assert code == 2, err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_flexible_job_shop_file_is_scheduled_by_cpsat_and_refused_by_milp(capsys, tmp_path):
+    path = tmp_path / "mini.fjs"
+    path.write_text("2 3 1.5\n2 2 1 4 3 6 1 2 5\n1 1 3 2\n")  # Brandimarte layout, 1-based machines
+    out = tmp_path / "mini.json"
+    code, stdout, _ = _run(capsys, "schedule", str(path), "--format", "fjs", "--solver", "cpsat", "--json", str(out))
+    assert code == 0 and "flexible job shop" in stdout
+    doc = json.loads(out.read_text())
+    assert doc["makespan"] == 9 and doc["status"] == "optimal"
+    assert {(o["job"], o["op"], o["machine"]) for o in doc["operations"]} == {(0, 0, 0), (0, 1, 1), (1, 0, 2)}
+    code, _, err = _run(capsys, "schedule", str(path), "--format", "fjs", "--solver", "milp")
+    assert code == 2 and "use --solver cpsat for a flexible job shop" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("rule, is_permutation", [("fifo", True), ("spt", False)])
+def test_rule_on_a_flow_shop_sets_the_permutation_only_when_all_machines_agree(capsys, tmp_path, rule, is_permutation):
+    out = tmp_path / "rule.json"
+    code, stdout, _ = _run(capsys, "schedule", "ta001", "--format", "taillard", "--solver", f"rule:{rule}",
+                           "--json", str(out))
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert ("permutation" in doc) is is_permutation
+    assert ("the job order differs between machines" in stdout) is not is_permutation
+    schedule = Schedule("ta001", [ScheduledOperation(o["start"], o["end"], o["job"], o["op"], o["machine"])
+                                  for o in doc["operations"]], permutation=doc.get("permutation"))
+    assert check_schedule(load_instance("ta001", "taillard"), schedule) == []
 
 
 def test_taillard_file_with_wrong_counts_exits_2(capsys, tmp_path):

@@ -74,8 +74,10 @@ def summary(instance, schedule) -> str:
     """A few human lines: makespan, best known and gap, lower bound, status, time."""
     best = instance.bounds.best_known
     gap = f"  (gap {100 * (schedule.makespan - best) / best:.2f} %)" if best else ""
-    kind = {"FlowShopInstance": "permutation flow shop",
-            "FlexibleJobShopInstance": "flexible job shop"}.get(type(instance).__name__, "job shop")
+    from twins.instances import FlexibleJobShopInstance, FlowShopInstance
+
+    kind = ("permutation flow shop" if isinstance(instance, FlowShopInstance) else
+            "flexible job shop" if isinstance(instance, FlexibleJobShopInstance) else "job shop")
     rows = [
         f"{instance.name}: {instance.n_jobs} jobs x {instance.n_machines} machines, {kind}; solver {schedule.solver}",
         f"  makespan     {schedule.makespan:g}",
@@ -86,6 +88,8 @@ def summary(instance, schedule) -> str:
     ]
     if schedule.permutation is not None:
         rows.append(f"  permutation  {' '.join(map(str, schedule.permutation))}")
+    elif kind == "permutation flow shop":
+        rows.append("  permutation  none: the job order differs between machines")
     return "\n".join(rows)
 
 
