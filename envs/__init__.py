@@ -3,3 +3,4 @@ so users write ``gymnasium.make("twinopt/Dispatch-v0")`` after ``import envs``."
 from gymnasium.envs.registration import register
 
 register(id="twinopt/Dispatch-v0", entry_point="envs.dispatch:DispatchEnv")
+register(id="twinopt/Parameter-v0", entry_point="envs.parameter:ParameterEnv")

@@ -1,0 +1,194 @@
+"""``twinopt/Parameter-v0``: choose process setpoints, the twin runs a decision interval.
+
+Each step applies setpoints to the line twin for the next ``interval`` (scenario time units) and
+returns what happened in it.
+
+* **Action** — ``Box(-1, 1, (n,))``, one entry per process parameter, mapped linearly onto the
+  parameter's ``[min, max]``. A parameter's ``max_step`` (rate limit) is enforced: a request
+  further than ``max_step`` from the current setpoint is clipped to it, and ``info["clipped"]``
+  lists the parameters that were (with requested and applied values).
+* **Observation** — ``Box(float32)``: the current setpoints scaled to [-1, 1]; then for the last
+  interval, per station, utilization, blocked, starved and down fractions and the input buffer's
+  mean queue length relative to its capacity (or to 10 when unlimited); then line throughput
+  relative to the nominal bottleneck rate, scrap rate, energy per unit relative to the busy-power
+  nominal, and the elapsed fraction of the episode. Scale-free, so one policy can serve nearby
+  variants of a line.
+* **Reward** — the line KPI ``objective`` over the interval (default ``margin``: good units ×
+  margin − scrapped × scrap cost − energy cost, money) divided by ``reward_scale`` (default: the
+  margin per unit × the units the nominal bottleneck makes in one interval, so the default
+  setpoints earn ≈ 1 per step). ``objective`` may name any line KPI (``throughput``, ``energy_cost``
+  …) with ``minimize=True`` for costs.
+* **Episode** — ``reset(seed=…)`` builds a fresh twin whose random streams come from the env's
+  seeded generator, runs the scenario's warm-up at the starting setpoints (the scenario's values,
+  or uniformly random ones with ``random_start=True``), then ``episode_steps`` decisions; the
+  episode is truncated after the last one.
+
+``figure()`` returns a plotly figure of the setpoints and KPIs over the episode.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from twins.errors import InputError
+from twins.kpi import line_kpis, station_kpis
+from twins.loader import load_scenario
+from twins.model import Line
+from twins.spec import Scenario
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+STATION_FEATURES = ("utilization", "blocked", "starved", "down")
+
+
+def resolve_scenario(scenario: str | Path | Scenario) -> Scenario:
+    """A Scenario, a YAML path, or the name of a shipped scenario (``glue_dispensing``)."""
+    if isinstance(scenario, Scenario):
+        return scenario
+    path = Path(scenario)
+    if not path.exists() and (SCENARIOS / f"{scenario}.yaml").exists():
+        path = SCENARIOS / f"{scenario}.yaml"
+    return load_scenario(path)
+
+
+class ParameterEnv(gym.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(self, scenario: str | Path | Scenario = "glue_dispensing", interval: float | None = None,
+                 episode_steps: int | None = None, parameters: list[str] | None = None, objective: str = "margin",
+                 minimize: bool = False, reward_scale: float | None = None, random_start: bool = False):
+        self.scenario = resolve_scenario(scenario)
+        sc = self.scenario
+        self.params = [(st.name, p) for st in sc.stations for p in st.parameters
+                       if parameters is None or f"{st.name}.{p.name}" in parameters]
+        if not self.params:
+            raise InputError(f"scenario {sc.name!r} has no process parameters"
+                             + (f" named {', '.join(parameters)}" if parameters else ""))
+        if parameters is not None:
+            known = {f"{s}.{p.name}" for s, p in self.params}
+            unknown = [p for p in parameters if p not in known]
+            if unknown:
+                raise InputError(f"unknown parameter(s) {', '.join(unknown)} (use station.parameter)")
+        window = sc.horizon.length - sc.horizon.warmup
+        self.interval = float(interval or window / 16)
+        self.episode_steps = int(episode_steps or max(1, round(window / self.interval)))
+        if self.interval <= 0 or self.episode_steps < 1:
+            raise InputError("interval and episode_steps must be positive")
+        self.objective, self.sign = objective, (-1.0 if minimize else 1.0)
+        self.random_start = random_start
+        self.low = np.array([p.min for _, p in self.params])
+        self.high = np.array([p.max for _, p in self.params])
+        self.max_step = np.array([p.max_step if p.max_step else np.inf for _, p in self.params])
+        self.start = np.array([p.setpoint for _, p in self.params])
+        # nominal bottleneck: units per time unit at nominal process times
+        rates = []
+        for st in sc.stations:
+            means = [d.mean for d in (st.process_time, *st.process_time_by_product.values()) if d is not None]
+            if means:
+                rates.append(st.machines / max(max(means), 1e-9))
+        self.nominal_rate = min(rates)
+        margin = abs(sc.economics.margin_per_unit) or 1.0
+        self.reward_scale = float(reward_scale or margin * self.nominal_rate * self.interval)
+        busy = [st.energy.power_kw.busy for st in sc.stations if st.energy] or [1.0]
+        self.nominal_kwh_per_unit = max(sum(busy) / self.nominal_rate / {"s": 3600, "min": 60, "h": 1}[sc.time_unit],
+                                        1e-9)
+        n = len(self.params)
+        obs_size = n + len(STATION_FEATURES) * len(sc.stations) + len(sc.stations) + 4
+        self.action_space = spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)
+        self.observation_space = spaces.Box(-1.0, 10.0, (obs_size,), dtype=np.float32)
+        self.line: Line | None = None
+        self.history: list[dict[str, Any]] = []
+
+    # -- helpers --------------------------------------------------------------------------------
+    def to_action(self, setpoints: np.ndarray) -> np.ndarray:
+        """The action that requests ``setpoints`` (inverse of the action mapping)."""
+        return (2 * (np.asarray(setpoints, float) - self.low) / (self.high - self.low) - 1).astype(np.float32)
+
+    def _apply(self, values: np.ndarray) -> None:
+        by_station: dict[str, dict[str, float]] = {}
+        for (station, p), v in zip(self.params, values):
+            by_station.setdefault(station, {})[p.name] = float(v)
+        for station, vals in by_station.items():
+            self.line.set_parameters(station, vals)
+
+    def _observe(self, kpis: dict[str, float], stations: dict[str, dict[str, float]]) -> np.ndarray:
+        feats = list(self.to_action(self.current))
+        for st in self.scenario.stations:
+            s = stations[st.name]
+            feats += [0.0 if np.isnan(s[k]) else s[k] for k in STATION_FEATURES]
+            cap = st.buffer if st.buffer else 10.0
+            feats.append(min(s["queue_length"] / cap, 10.0) if st.buffer != 0 else 0.0)
+        kwh_unit = kpis["energy_kwh_per_unit"]
+        feats += [kpis["throughput"] / self.nominal_rate, kpis["scrap_rate"],
+                  min((0.0 if np.isnan(kwh_unit) else kwh_unit) / self.nominal_kwh_per_unit, 10.0),
+                  self.steps / self.episode_steps]
+        return np.nan_to_num(np.asarray(feats, dtype=np.float32), nan=0.0, posinf=10.0, neginf=-10.0)
+
+    # -- gymnasium API --------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        twin_seed = int(self.np_random.integers(2**31 - 1))
+        self.current = (self.np_random.uniform(self.low, self.high) if self.random_start else self.start.copy())
+        self.line = Line(self.scenario, seed=twin_seed, replication=0)
+        self.steps = 0
+        self._apply(self.current)
+        start = self.line.snapshot()
+        self.line.run(self.scenario.horizon.warmup)
+        self.s_last = self.line.snapshot()
+        # the first observation describes the warm-up (all zeros without one)
+        kpis, stations = line_kpis(self.line, start, self.s_last), station_kpis(self.line, start, self.s_last)
+        self.history = [{"t": self.line.env.now, "setpoints": self.current.copy(), "kpis": kpis, "reward": None}]
+        return self._observe(kpis, stations), {"setpoints": self._named(self.current), "twin_seed": twin_seed}
+
+    def step(self, action):
+        if self.line is None:
+            raise RuntimeError("call reset() before step()")
+        a = np.clip(np.asarray(action, dtype=float).reshape(self.low.shape), -1.0, 1.0)
+        requested = self.low + (a + 1.0) / 2.0 * (self.high - self.low)
+        applied = np.clip(requested, self.current - self.max_step, self.current + self.max_step)
+        applied = np.clip(applied, self.low, self.high)
+        clipped = {f"{s}.{p.name}": {"requested": float(r), "applied": float(v)}
+                   for (s, p), r, v in zip(self.params, requested, applied) if abs(r - v) > 1e-9}
+        self.current = applied
+        self._apply(applied)
+        s_prev = self.s_last
+        self.line.run(self.line.env.now + self.interval)
+        self.s_last = self.line.snapshot()
+        kpis, stations = line_kpis(self.line, s_prev, self.s_last), station_kpis(self.line, s_prev, self.s_last)
+        value = kpis[self.objective]
+        reward = self.sign * (0.0 if np.isnan(value) else value) / self.reward_scale
+        self.steps += 1
+        truncated = self.steps >= self.episode_steps
+        self.history.append({"t": self.line.env.now, "setpoints": applied.copy(), "kpis": kpis, "reward": reward})
+        info = {"setpoints": self._named(applied), "clipped": clipped, self.objective: value,
+                "throughput": kpis["throughput"], "scrap_rate": kpis["scrap_rate"],
+                "energy_cost": kpis["energy_cost"]}
+        return self._observe(kpis, stations), float(reward), False, truncated, info
+
+    def _named(self, values) -> dict[str, float]:
+        return {f"{s}.{p.name}": float(v) for (s, p), v in zip(self.params, values)}
+
+    def figure(self):
+        """Plotly figure: setpoints (top) and objective/throughput/scrap (bottom) over the episode."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                            subplot_titles=("setpoints (share of range)", "interval KPIs"))
+        t = [h["t"] for h in self.history]
+        for i, (s, p) in enumerate(self.params):
+            y = [(h["setpoints"][i] - p.min) / (p.max - p.min) for h in self.history]
+            fig.add_scatter(x=t, y=y, name=f"{s}.{p.name} [{p.min:g}–{p.max:g} {p.unit}]", line_shape="hv",
+                            row=1, col=1)
+        fig.add_scatter(x=t[1:], y=[h["reward"] for h in self.history[1:]], name=f"reward ({self.objective})",
+                        row=2, col=1)
+        fig.add_scatter(x=t, y=[h["kpis"]["throughput"] / self.nominal_rate for h in self.history],
+                        name="throughput / nominal", row=2, col=1)
+        fig.add_scatter(x=t, y=[h["kpis"]["scrap_rate"] for h in self.history], name="scrap rate", row=2, col=1)
+        fig.update_layout(title=f"{self.scenario.name}: setpoints and KPIs per decision interval",
+                          template="plotly_white")
+        fig.update_xaxes(title_text=f"time [{self.scenario.time_unit}]", row=2, col=1)
+        return fig
