@@ -3,7 +3,8 @@ flow shops, minimising the makespan.
 
 One interval variable per operation; an operation with alternative machines gets one *optional*
 interval per alternative, exactly one of them present (the habit of OR-Tools'
-``flexible_job_shop_sat.py``); ``NoOverlap`` per machine. A permutation flow shop adds one
+``flexible_job_shop_sat.py``); ``NoOverlap`` per machine, which also holds the interval from the
+makespan to the horizon. A permutation flow shop adds one
 Boolean per pair of jobs that fixes their order on every machine.
 
 Durations and times are in the instance's integer time unit; ``time_limit`` is in seconds of
@@ -58,12 +59,17 @@ def solve(instance: JobShopInstance | FlexibleJobShopInstance | FlowShopInstance
     model = cp_model.CpModel()
     horizon = _horizon(jobs, hint)
     starts, ends, chosen, by_machine = _operations(model, jobs, horizon)
-    for ivs in by_machine.values():
-        model.add_no_overlap(ivs)
-    order = _same_order_on_every_machine(model, starts, ends, instance) \
-        if isinstance(instance, FlowShopInstance) else None
     makespan = model.new_int_var(min(instance.trivial_lower_bound, horizon), horizon, "makespan")
     model.add_max_equality(makespan, [ends[j, len(job) - 1] for j, job in enumerate(jobs)])
+    # The makespan as an interval [makespan, horizon) on every machine (OR-Tools' jobshop_sat
+    # "interval makespan"): the disjunctive propagators then push it up by themselves, which
+    # tightens the bound and prunes the search.
+    after_makespan = model.new_interval_var(makespan, model.new_int_var(0, horizon, "after_makespan_size"),
+                                            horizon, "after_makespan")
+    for ivs in by_machine.values():
+        model.add_no_overlap(ivs + [after_makespan])
+    order = _same_order_on_every_machine(model, starts, ends, instance) \
+        if isinstance(instance, FlowShopInstance) else None
     model.minimize(makespan)
     if hint is not None:
         _add_hint(model, instance, hint, starts, chosen, makespan)
