@@ -106,6 +106,17 @@ class Buffer:
         self.sequence.popleft()
         return part
 
+    def take(self, part) -> None:
+        """Remove a chosen waiting ``part`` (a controller's dispatching decision)."""
+        now = self.env._now
+        self._level_changes(now)
+        self.items.remove(part)
+        if self.putters:
+            ev, waiting = self.putters.popleft()
+            waiting.t_buf = now
+            self.items.append(waiting)
+            ev.succeed()
+
     def wait_get(self) -> simpy.Event:
         """Event that fires with the next part put into the (empty) buffer."""
         ev = simpy.Event(self.env)

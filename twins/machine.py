@@ -71,6 +71,7 @@ class StationRT:
         self.buffer = Buffer(line.env, spec.buffer, spec.name)
         self.machines: list[Machine] = []
         self.same_family = spec.dispatch == "same_family"
+        self.external = spec.dispatch == "external"
         self.supply = None  # set for the station a saturated source feeds
         energy = spec.energy
         self.base_power = energy.power_kw.vector() if energy else [0.0] * 7
@@ -273,7 +274,12 @@ class Machine:
             if not st.enabled:
                 yield from self._off()
                 continue
-            part = buf.try_get(self.family if st.same_family else None)
+            if st.external and len(buf.items) > 1:  # a controller chooses among the waiting parts
+                part = yield from self._decision()
+                if part is None:
+                    continue
+            else:
+                part = buf.try_get(self.family if st.same_family else None)
             if part is None and st.supply is not None:
                 part = st.supply.new_part()
             if part is None:
@@ -369,6 +375,24 @@ class Machine:
                             yield from self._repair(irq2.cause)
                 if self.blocked_off:
                     self.unblock_off(env._now, BLOCKED)
+
+    def _decision(self):
+        """Ask the line's controller which waiting part to start (takes no simulated time)."""
+        line = self.station.line
+        self.switch(IDLE)
+        ev = simpy.Event(self.env)
+        line.request_decision(self, ev)
+        try:
+            return (yield ev)
+        except Interrupt as irq:
+            part = ev.value if ev.triggered else None
+            if part is None:
+                line.cancel_decision(ev)
+            if irq.cause is DISABLE:
+                self.pending = None
+            else:
+                yield from self._repair(irq.cause)
+            return part
 
     def _work(self, duration: float, state: int):
         """``duration`` of work in ``state``, resuming the remainder after any failure."""

@@ -99,6 +99,8 @@ class Line:
         self.wip, self.wip_area, self.t_wip = 0, 0.0, 0.0
         self.lead_times: list[float] = []
         self.orders: list[Order] = []
+        self.decisions: deque = deque()  # (machine, event) waiting for a controller's choice
+        self.decision_ready: simpy.Event | None = None
         self.completed_orders: list[Order] = []
         tariff = scenario.tariff
         self.segments = tariff.price_segments(self.horizon, scenario.start_clock, scenario.time_unit) if tariff else [(0.0, 0.0)]
@@ -223,13 +225,23 @@ class Line:
                 yield self.line_on_ev
             product = products[next(mix)]
             buf = product.route[0].buffer
+            order = None
+            if src.due_after is not None:  # each lot is an order with a due date
+                order = Order(f"{src.name}-{len(self.orders) + 1}", product, src.lot_size, env._now,
+                              env._now + src.due_after)
+                self.orders.append(order)
             for _ in range(src.lot_size):
                 self.arrivals += 1
-                part = Part(product, env._now)
+                part = Part(product, env._now, order)
                 if buf.try_put(part):
                     self.enter(part)
                 elif lost:
                     self.lost += 1
+                    if order is not None:  # a lost unit is no longer owed
+                        order.quantity -= 1
+                        order.remaining -= 1
+                        if order.remaining == 0 and order.quantity == 0:
+                            self.orders.remove(order)
                 else:  # waits for room; it enters the line (and its lead time starts) once placed
                     yield buf.wait_put(part)
                     self.enter(part)
@@ -325,6 +337,42 @@ class Line:
             self.part_trace.append((part.product.name, part.t_entry, now, "scrap"))
         if part.order is not None:  # an order still needs its units: remake one
             self.env.process(self._release(part.product, part.order))
+
+    # -- dispatching by a controller (stations with ``dispatch: external``) ------------------------
+    def request_decision(self, machine: Machine, ev: simpy.Event) -> None:
+        self.decisions.append((machine, ev))
+        if self.decision_ready is not None and not self.decision_ready.triggered:
+            self.decision_ready.succeed()
+
+    def cancel_decision(self, ev: simpy.Event) -> None:
+        self.decisions = deque(d for d in self.decisions if d[1] is not ev)
+
+    def next_decision(self, until: float | None = None):
+        """Run until a machine of an ``external`` station must choose among ≥ 2 waiting parts;
+        returns ``(machine, waiting parts)``, or None when ``until`` (default: the horizon) came
+        first. Answer with :meth:`decide`."""
+        until = self.horizon if until is None else until
+        while True:
+            while self.decisions:
+                machine, ev = self.decisions[0]
+                items = machine.station.buffer.items
+                if len(items) >= 2:
+                    return machine, list(items)
+                self.decisions.popleft()  # the queue shrank meanwhile: nothing left to choose
+                part = items[0] if items else None
+                if part is not None:
+                    machine.station.buffer.take(part)
+                ev.succeed(part)
+            if self.env._now >= until:
+                return None
+            self.decision_ready = simpy.Event(self.env)
+            self.env.run(until=simpy.AnyOf(self.env, [self.decision_ready, self.env.timeout(until - self.env._now)]))
+
+    def decide(self, part: Part) -> None:
+        """Start ``part`` (one of the waiting parts :meth:`next_decision` returned) on the machine."""
+        machine, ev = self.decisions.popleft()
+        machine.station.buffer.take(part)
+        ev.succeed(part)
 
     # -- control and observation -----------------------------------------------------------------
     def release(self, product: str, quantity: int = 1) -> None:

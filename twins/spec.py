@@ -93,8 +93,9 @@ class Station(_Model):
     process_time_by_product: dict[str, Distribution] = Field(
         default_factory=dict, description="process time per product (overrides process_time)")
     setup: Setup | None = None
-    dispatch: Literal["fifo", "same_family"] = Field(
-        default="fifo", description="next part: first in, or first of the family already set up")
+    dispatch: Literal["fifo", "same_family", "external"] = Field(
+        default="fifo", description="next part: first in; first of the family already set up; or chosen by a "
+                                    "controller among the waiting parts (the dispatching environment)")
     sequence: list[str] | None = Field(
         default=None, description="fixed processing order (product names): the station waits for the next "
                                    "product of the list (a schedule replay); use with an unlimited buffer")
@@ -119,6 +120,8 @@ class ArrivalSource(_Model):
         default="wait", description="first buffer full: the arrival is lost (counted) or waits for room")
     off_shift: Literal["pause", "continue"] = Field(
         default="continue", description="arrivals during planned off time: keep coming, or pause")
+    due_after: float | None = Field(
+        default=None, ge=0, description="each lot is an order due this long after its arrival (tardiness KPIs)")
 
 
 class Order(_Model):
