@@ -1,0 +1,426 @@
+"""Simulation-based parameter search: optuna over a scenario's process parameters, scored in the twin.
+
+Every trial sets the searched setpoints (within their ``[min, max]`` bounds), runs ``R``
+replications of the scenario and scores the mean of one line KPI (default ``margin``,
+maximized). All trials use the *same* master seed, so replication r of every trial draws the same
+random numbers (common random numbers, CRN): two trials differ only through their setpoints, which
+makes their comparison far sharper than their individual confidence intervals suggest.
+
+The final choice is noise-aware. The ``top_k`` best distinct trials and the as-is setpoints are
+re-simulated with ``final_replications`` *fresh* replications (a different master seed, shared by
+all of them, so the comparison stays paired but the winner's curse of the search seeds is gone);
+the recommendation is the finalist with the highest lower 95 % confidence bound of its paired
+improvement over the as-is setpoints, and its KPIs are those replays.
+
+    result = parameter_search(load_scenario("scenarios/glue_dispensing.yaml"), budget=60, seed=1)
+    result.recommendation.payload   # {"dispenser": {"pressure_bar": …, "speed_mm_s": …, …}}
+
+Samplers: ``tpe`` (optuna's multivariate TPE), ``cmaes`` (optuna's CMA-ES; with a single
+parameter optuna falls back to random sampling), ``random`` (uniform random search, the baseline). Everything is seeded: same arguments ⇒ same trials and the same
+recommendation, whatever the number of worker processes. :mod:`optimizers.grid` holds the
+exhaustive grid search over the same space.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+from tqdm.auto import tqdm
+
+from optimizers.recommendation import Provenance, Recommendation
+from twins.errors import InputError
+from twins.kpi import LINE_UNITS, units
+from twins.spec import Scenario
+from twins.stats import Comparison, Results, confidence_interval, replicate
+
+SAMPLERS = ("tpe", "cmaes", "random")
+METHOD = {"tpe": "optuna-tpe", "cmaes": "optuna-cmaes", "random": "random-search"}
+ORDER_KPIS = ("tardiness", "tardy_fraction", "orders_completed")
+#: Line KPIs for which more is better; for every other KPI minimizing is the natural direction.
+MAXIMIZED_KPIS = ("margin", "throughput", "good_units", "orders_completed")
+Direction = Literal["maximize", "minimize"]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched process parameter: ``station.name`` within ``[low, high]`` (``unit``)."""
+
+    station: str
+    name: str
+    low: float
+    high: float
+    unit: str
+    current: float  # the scenario's setpoint (the as-is operating point)
+
+    @property
+    def key(self) -> str:
+        return f"{self.station}.{self.name}"
+
+
+Setpoints = dict[str, dict[str, float]]  # station -> parameter -> value
+
+
+def search_space(scenario: Scenario, params: Sequence[str] | None = None) -> list[Dimension]:
+    """The parameters to search: all stations' parameters, or the named ``station.parameter`` ones.
+
+    Raises:
+        InputError: a name that is not ``station.parameter`` of this scenario, or nothing to search.
+    """
+    every = [Dimension(st.name, p.name, float(p.min), float(p.max), p.unit, float(p.setpoint))
+             for st in scenario.stations for p in st.parameters]
+    if not params:
+        if not every:
+            raise InputError(f"scenario {scenario.name!r} has no process parameters to search")
+        return every
+    by_key = {d.key: d for d in every}
+    chosen: list[Dimension] = []
+    for name in params:
+        name = name.strip()
+        if name not in by_key:
+            known = ", ".join(by_key) or "none"
+            raise InputError(f"unknown parameter {name!r}: give station.parameter (parameters: {known})")
+        if by_key[name] not in chosen:
+            chosen.append(by_key[name])
+    return chosen
+
+
+def with_setpoints(scenario: Scenario, setpoints: Mapping[str, Mapping[str, float]]) -> Scenario:
+    """A copy of ``scenario`` whose parameters run at ``setpoints`` (the original is untouched).
+
+    Raises:
+        InputError: unknown station or parameter, or a value outside the parameter's bounds.
+    """
+    stations = list(scenario.stations)
+    for station, values in setpoints.items():
+        idx = next((i for i, s in enumerate(stations) if s.name == station), None)
+        if idx is None:
+            raise InputError(f"unknown station {station!r}")
+        st = stations[idx]
+        params = list(st.parameters)
+        for name, v in values.items():
+            k = next((i for i, p in enumerate(params) if p.name == name), None)
+            if k is None:
+                raise InputError(f"{station}: unknown parameter {name!r}")
+            p = params[k]
+            if not (p.min <= float(v) <= p.max):
+                raise InputError(f"{station}.{name}: {v} is outside the bounds [{p.min}, {p.max}] {p.unit}".rstrip())
+            params[k] = p.model_copy(update={"value": float(v)})
+        stations[idx] = st.model_copy(update={"parameters": params})
+    return scenario.model_copy(update={"stations": stations})
+
+
+def current_setpoints(space: Sequence[Dimension]) -> Setpoints:
+    out: Setpoints = {}
+    for d in space:
+        out.setdefault(d.station, {})[d.name] = d.current
+    return out
+
+
+def check_objective(scenario: Scenario, objective: str) -> str:
+    """The unit of line KPI ``objective``; :class:`InputError` when the scenario has no such KPI."""
+    has_orders = any(src.kind == "orders" for src in scenario.sources)
+    known = [k for k in LINE_UNITS if has_orders or k not in ORDER_KPIS]
+    if objective not in known:
+        raise InputError(f"unknown KPI {objective!r} (line KPIs: {', '.join(known)})")
+    return units(scenario)[0][objective]
+
+
+class Evaluator:
+    """Scores setpoints in the twin: the objective KPI of ``replications`` replications under one
+    master ``seed`` (common random numbers across calls). ``workers > 1`` keeps one process pool
+    for all calls; results do not depend on it. Use as a context manager (closes the pool)."""
+
+    def __init__(self, scenario: Scenario, objective: str, replications: int, seed: int, workers: int = 1):
+        if replications < 1:
+            raise InputError(f"replications must be ≥ 1, got {replications}")
+        if seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {seed}")
+        check_objective(scenario, objective)
+        self.scenario, self.objective, self.replications, self.seed = scenario, objective, replications, seed
+        self.pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+        self.evaluations = 0  # setpoint evaluations (trials)
+        self.simulated = 0  # replications simulated in total
+
+    def results(self, setpoints: Mapping[str, Mapping[str, float]], replications: int | None = None,
+                seed: int | None = None) -> Results:
+        """All KPIs of the replications at ``setpoints``."""
+        n = replications or self.replications
+        res = replicate(with_setpoints(self.scenario, setpoints), n, self.seed if seed is None else seed,
+                        workers=1, executor=self.pool)
+        self.simulated += n
+        return res
+
+    def __call__(self, setpoints: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+        """The objective KPI per replication (search seed and replication count)."""
+        self.evaluations += 1
+        return self.results(setpoints).values(self.objective)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+    def __enter__(self) -> "Evaluator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class TrialRecord:
+    """One search trial: setpoints, objective per replication and their mean (NaN = undefined)."""
+
+    number: int
+    setpoints: Setpoints
+    values: tuple[float, ...]
+    value: float
+
+
+@dataclass
+class Finalist:
+    """A finalist re-simulated with fresh replications: its objective and its paired improvement
+    over the as-is setpoints (positive = better, whatever the direction), with 95 % half widths."""
+
+    trial: int | None
+    setpoints: Setpoints
+    mean: float
+    half_width: float
+    improvement: float
+    improvement_half_width: float
+
+    @property
+    def lower_bound(self) -> float:
+        """Lower 95 % confidence bound of the improvement (the choice criterion)."""
+        hw = 0.0 if math.isnan(self.improvement_half_width) else self.improvement_half_width
+        return self.improvement - hw
+
+
+@dataclass
+class SearchResult:
+    recommendation: Recommendation
+    study: optuna.Study
+    space: list[Dimension]
+    trials: list[TrialRecord]
+    finalists: list[Finalist]
+    chosen: Finalist
+    objective: str
+    direction: Direction
+    seconds: float
+    unit: str = ""
+
+    def best_so_far(self) -> np.ndarray:
+        """Best trial value after each evaluation (NaN until the first valid one)."""
+        sign = 1.0 if self.direction == "maximize" else -1.0
+        best, out = -math.inf, []
+        for t in self.trials:
+            if not math.isnan(t.value):
+                best = max(best, sign * t.value)
+            out.append(sign * best if best > -math.inf else math.nan)
+        return np.asarray(out)
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """A seeded optuna sampler with optuna's defaults: ``tpe`` (multivariate since optuna 5, 10
+    random start-up trials), ``cmaes`` (starts at the centre of the box with σ0 = 1/6 of each
+    range; a single parameter falls back to random sampling) or ``random``."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise InputError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def _setpoints(space: Sequence[Dimension], params: Mapping[str, float]) -> Setpoints:
+    out: Setpoints = {}
+    for d in space:
+        out.setdefault(d.station, {})[d.name] = float(params[d.key])
+    return out
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size and not np.isnan(values).any() else math.nan
+
+
+def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tpe", objective: str = "margin",
+                     direction: Direction = "maximize", params: Sequence[str] | None = None,
+                     replications: int = 5, seed: int = 0, top_k: int = 5, final_replications: int = 20,
+                     workers: int = 1, progress: bool = False) -> SearchResult:
+    """Search the scenario's process parameters for the best ``objective``; see the module docstring.
+
+    Args:
+        scenario: the line; its current setpoints are the as-is baseline.
+        budget: trials (setpoint evaluations), ≥ 1.
+        sampler: ``tpe``, ``cmaes`` or ``random``.
+        objective: a line KPI (``margin`` in money per replication window, ``throughput`` …).
+        direction: ``maximize`` or ``minimize`` the objective.
+        params: ``station.parameter`` names to search; default all parameters of all stations.
+        replications: replications per trial (same seeds for every trial: CRN).
+        seed: master seed of the samplers and of the twin (the final replays use ``seed + 1``).
+        top_k: distinct best trials re-simulated for the final choice.
+        final_replications: replications of each finalist and of the baseline (≥ 2, for CIs).
+        workers: worker processes for the replications (1 = this process); same numbers either way.
+        progress: show progress bars.
+    """
+    if budget < 1:
+        raise InputError(f"budget must be at least 1 trial, got {budget}")
+    if direction not in ("maximize", "minimize"):
+        raise InputError(f"direction must be maximize or minimize, got {direction!r}")
+    if top_k < 1:
+        raise InputError(f"top_k must be ≥ 1, got {top_k}")
+    if final_replications < 2:
+        raise InputError(f"final replications must be ≥ 2 (for confidence intervals), got {final_replications}")
+    space = search_space(scenario, params)
+    sign = 1.0 if direction == "maximize" else -1.0
+    started = time.perf_counter()
+    study = optuna.create_study(direction=direction, sampler=make_sampler(sampler, seed))
+    dists = {d.key: optuna.distributions.FloatDistribution(d.low, d.high) for d in space}
+    trials: list[TrialRecord] = []
+    with Evaluator(scenario, objective, replications, seed, workers) as evaluate:
+        bar = tqdm(total=budget, desc=f"{scenario.name}: {METHOD[sampler]}", unit="trial", disable=not progress)
+        try:
+            for _ in range(budget):
+                trial = study.ask(dists)
+                sp = _setpoints(space, trial.params)
+                values = evaluate(sp)
+                value = _mean(values)
+                trials.append(TrialRecord(trial.number, sp, tuple(float(v) for v in values), value))
+                if math.isnan(value):  # the KPI is undefined here (e.g. per-unit KPI with no output)
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                else:
+                    study.tell(trial, value)
+                bar.update()
+                if study.best_trials:
+                    bar.set_postfix_str(f"best {objective} {study.best_value:.5g}")
+        finally:
+            bar.close()
+        search_seconds = time.perf_counter() - started
+        ranked = sorted((t for t in trials if not math.isnan(t.value)), key=lambda t: (-sign * t.value, t.number))
+        if not ranked:
+            raise InputError(f"{objective} is undefined (NaN) at every trial; choose another objective")
+        distinct: list[TrialRecord] = []
+        for t in ranked:
+            if all(t.setpoints != u.setpoints for u in distinct):
+                distinct.append(t)
+            if len(distinct) == top_k:
+                break
+        finalists, chosen, comparison = _final_choice(evaluate, space, distinct, final_replications, seed + 1,
+                                                      sign, progress)
+        simulated = evaluate.simulated
+    seconds = time.perf_counter() - started
+    best = ranked[0]
+    provenance = Provenance(
+        method=METHOD[sampler], seed=seed, wall_time_s=round(seconds, 3),
+        budget={"trials": budget, "replications_per_trial": replications, "top_k": top_k,
+                "final_replications": final_replications},
+        extra={
+            "objective": objective, "direction": direction, "parameters": [d.key for d in space],
+            "evaluations": len(trials), "replications_simulated": simulated,
+            "horizon": scenario.horizon.length, "warmup": scenario.horizon.warmup, "time_unit": scenario.time_unit,
+            "seconds_per_evaluation": round(search_seconds / len(trials), 4),
+            "final_seed": seed + 1, "choice": "highest lower 95 % bound of the paired improvement over as-is",
+            "significant": chosen.lower_bound > 0,
+            "best_trial": {"number": best.number, "setpoints": best.setpoints, "value": best.value},
+            "chosen_trial": chosen.trial,
+            "finalists": [{"trial": f.trial, "setpoints": f.setpoints, "mean": f.mean, "half_width": f.half_width,
+                           "improvement": f.improvement, "improvement_half_width": f.improvement_half_width}
+                          for f in finalists],
+        })
+    rec = Recommendation.from_comparison("setpoints", chosen.setpoints, comparison, provenance, scenario=scenario)
+    return SearchResult(rec, study, space, trials, finalists, chosen, objective, direction, seconds,
+                        check_objective(scenario, objective))
+
+
+def _final_choice(evaluate: Evaluator, space: Sequence[Dimension], candidates: Sequence[TrialRecord],
+                  replications: int, seed: int, sign: float, progress: bool
+                  ) -> tuple[list[Finalist], Finalist, Comparison]:
+    """Re-simulate the baseline and the candidates with fresh, shared seeds; pick the highest
+    lower confidence bound of the paired improvement."""
+    base_sp = current_setpoints(space)
+    bar = tqdm(total=len(candidates) + 1, desc="final choice", unit="candidate", disable=not progress, leave=False)
+    try:
+        base = evaluate.results(base_sp, replications, seed)
+        bar.update()
+        xb = base.values(evaluate.objective)
+        finalists, runs = [], []
+        for t in candidates:
+            res = evaluate.results(t.setpoints, replications, seed)
+            x = res.values(evaluate.objective)
+            mean, hw = confidence_interval(x)
+            imp, imp_hw = confidence_interval(sign * (x - xb))
+            finalists.append(Finalist(t.number, t.setpoints, mean, hw, imp, imp_hw))
+            runs.append(res)
+            bar.update()
+    finally:
+        bar.close()
+    valid = [i for i, f in enumerate(finalists) if not math.isnan(f.improvement)]
+    if not valid:
+        raise InputError(f"{evaluate.objective} is undefined (NaN) in the final replays; choose another objective")
+    i = max(valid, key=lambda i: (finalists[i].lower_bound, -i))
+    return finalists, finalists[i], Comparison(base, runs[i])
+
+
+# -- charts -------------------------------------------------------------------------------------
+def figures(result: SearchResult) -> list:
+    """Plotly figures: optimization history, parameter importance (PED-ANOVA), the final choice."""
+    import plotly.graph_objects as go
+
+    label = f"{result.objective} ({result.unit})" if result.unit else result.objective
+    n = [t.number for t in result.trials]
+    history = go.Figure()
+    history.add_scatter(x=n, y=[t.value for t in result.trials], mode="markers", name="trial (mean of replications)",
+                        marker=dict(size=6, color="#7f7f7f"))
+    history.add_scatter(x=n, y=result.best_so_far(), mode="lines", name="best so far", line=dict(color="#1f77b4"))
+    if result.chosen.trial is not None:
+        t = next(t for t in result.trials if t.number == result.chosen.trial)
+        history.add_scatter(x=[t.number], y=[t.value], mode="markers", name="recommended",
+                            marker=dict(size=13, symbol="star", color="#d62728"))
+    history.update_layout(title=f"Optimization history — {result.recommendation.provenance.method}, "
+                                f"{result.direction} {result.objective}",
+                          xaxis_title="trial", yaxis_title=label, legend_orientation="h")
+
+    importance = go.Figure()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            imp = optuna.importance.get_param_importances(
+                result.study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        names = list(imp)[::-1]
+        importance.add_bar(x=[imp[k] for k in names], y=names, orientation="h", marker_color="#2ca02c")
+        title = "Parameter importance (PED-ANOVA: how much each parameter sets the top 10 % of trials apart)"
+    except (RuntimeError, ValueError) as err:  # too few completed trials
+        title = f"Parameter importance: not available ({err})"
+    importance.update_layout(title=title, xaxis=dict(title="importance", tickformat=".0%"),
+                             height=220 + 40 * len(result.space))
+
+    final = go.Figure()
+    labels = [f"trial {f.trial}" for f in result.finalists]
+    final.add_bar(x=labels, y=[f.improvement for f in result.finalists],
+                  error_y=dict(type="data", array=[0 if math.isnan(f.improvement_half_width) else
+                                                   f.improvement_half_width for f in result.finalists]),
+                  marker_color=["#d62728" if f is result.chosen else "#9edae5" for f in result.finalists])
+    final.update_layout(title="Final choice: paired improvement over the as-is setpoints (fresh replications, "
+                              "95 % CI; red = recommended, highest lower bound)",
+                        yaxis_title=f"improvement in {label}")
+    return [history, importance, final]
+
+
+def write_html(result: SearchResult, path: str) -> None:
+    """One self-contained HTML page with :func:`figures` (plotly.js inlined once)."""
+    from pathlib import Path
+
+    figs = figures(result)
+    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
+    rec = result.recommendation
+    title = f"{rec.scenario}: parameter search ({rec.provenance.method})"
+    Path(path).write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+                          f"<body style='font-family:sans-serif'><h2>{title}</h2>{''.join(parts)}</body></html>\n")
