@@ -93,6 +93,7 @@ class DispatchEnv(gym.Env):
                                                 dtype=np.float32)
         self.feature_names = FEATURES
         self.engine: JobShopEngine | None = None
+        self._pending = 0.0  # LB increase of forced dispatches made by reset(), paid in step 1
 
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -107,7 +108,7 @@ class DispatchEnv(gym.Env):
         self.engine = self._make_engine()
         reward = self._skip(leave_one=True)
         info = {"action_mask": self.engine.mask, "makespan_lb": self.engine.makespan_lb}
-        self._pending = reward  # forced dispatches before the first decision count in step 1
+        self._pending = reward
         return self.engine.observation().reshape(-1), info
 
     def step(self, action):

@@ -115,7 +115,8 @@ def expert_action(engine: JobShopEngine, ref_starts: np.ndarray) -> int:
 ENV_ID = "twinopt/Dispatch-v0"
 
 
-def new_model(n_jobs: int = 15, n_machines: int = 15, hidden: int = 128, seed: int = 0, **algo_kwargs):
+def new_model(n_jobs: int = 15, n_machines: int = 15, hidden: int = 128, seed: int = 0, attention_layers: int = 0,
+              **algo_kwargs):
     """An untrained MaskablePPO + :class:`~optimizers.rl.networks.JobScoringPolicy` for the
     family, with the env kwargs the policy is meant for recorded in ``twinopt_config``."""
     from sb3_contrib import MaskablePPO
@@ -126,7 +127,8 @@ def new_model(n_jobs: int = 15, n_machines: int = 15, hidden: int = 128, seed: i
 
     env_kwargs = {"n_jobs": n_jobs, "n_machines": n_machines, "mode": "active", "skip_forced": True}
     venv = DummyVecEnv([lambda: make_env(ENV_ID, env_kwargs)])
-    model = MaskablePPO(JobScoringPolicy, venv, seed=seed, policy_kwargs={"hidden": hidden}, **algo_kwargs)
+    model = MaskablePPO(JobScoringPolicy, venv, seed=seed,
+                        policy_kwargs={"hidden": hidden, "attention_layers": attention_layers}, **algo_kwargs)
     model.twinopt_config = {"env_id": ENV_ID, "env_kwargs": env_kwargs, "algo": "maskable_ppo"}
     return model
 
@@ -221,7 +223,7 @@ def greedy_gaps(model, refs: list[tuple[JobShopInstance, np.ndarray]]) -> np.nda
 
 
 def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: int = 128, seed: int = 0,
-          validation: int = 40, limit: int | None = None) -> Path:
+          validation: int = 40, limit: int | None = None, attention_layers: int = 0, lr: float = 1e-3) -> Path:
     """Behaviour cloning with DAgger on the references in ``refs_dir``; the last ``validation``
     references are held out. Saves ``out/model.zip`` (a MaskablePPO model) and ``out/config.json``."""
     import json
@@ -239,7 +241,7 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
         raise RuntimeError(f"{refs_dir}: {len(refs)} references, need more than {validation}")
     train_refs, val_refs = refs[:-validation], refs[-validation:]
     inst0 = refs[0][0]
-    model = new_model(inst0.n_jobs, inst0.n_machines, hidden, seed, gamma=1.0)
+    model = new_model(inst0.n_jobs, inst0.n_machines, hidden, seed, attention_layers, gamma=1.0)
     out.mkdir(parents=True, exist_ok=True)
     from optimizers.heuristics.rules import schedule_with_rule
 
@@ -250,7 +252,7 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
         beta = 1.0 if r == 0 else 0.5 ** r if r < 3 else 0.0
         new = rollout(train_refs, model.policy, beta=beta, rng=rng)[:4]
         data = new if data is None else tuple(np.concatenate([a, b]) for a, b in zip(data, new))
-        acc = fit(model, data, epochs, rng=rng)
+        acc = fit(model, data, epochs, lr=lr, rng=rng)
         gaps = greedy_gaps(model, val_refs)
         history.append({"round": r, "beta": beta, "samples": int(len(data[2])), "train_share_p_expert_over_half": round(acc, 4),
                         "val_gap_to_reference": round(float(gaps.mean()), 4),
@@ -261,7 +263,8 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
             model.save(out / "model.zip")
     config = {"command": "python -m optimizers.rl.imitation " + " ".join(sys.argv[1:]),
               "references": str(refs_dir), "train_instances": len(train_refs), "validation_instances": len(val_refs),
-              "rounds": rounds, "epochs": epochs, "hidden": hidden, "seed": seed,
+              "rounds": rounds, "epochs": epochs, "hidden": hidden, "attention_layers": attention_layers,
+              "lr": lr, "seed": seed,
               "val_gap_mwkr_to_reference": round(float(mwkr), 4), "best_round": best[1],
               "best_val_gap_to_reference": round(best[0], 4), "history": history,
               "call": {"algo": "maskable_ppo", "env_id": ENV_ID, "env_kwargs": model.twinopt_config["env_kwargs"]}}
@@ -284,12 +287,15 @@ def _cli(argv: list[str] | None = None) -> int:
     c.add_argument("--rounds", type=int, default=5)
     c.add_argument("--epochs", type=int, default=8)
     c.add_argument("--hidden", type=int, default=128)
+    c.add_argument("--attention", type=int, default=0, help="transformer layers over the job rows")
+    c.add_argument("--lr", type=float, default=1e-3)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--validation", type=int, default=40)
     c.add_argument("--limit", type=int, default=None, help="use only the first N references")
     args = parser.parse_args(argv)
     if args.cmd == "clone":
-        clone(args.refs, args.out, args.rounds, args.epochs, args.hidden, args.seed, args.validation, args.limit)
+        clone(args.refs, args.out, args.rounds, args.epochs, args.hidden, args.seed, args.validation, args.limit,
+              args.attention, args.lr)
     elif args.cmd == "references":
         make_references(args.count, args.seed, args.out, args.deterministic_seconds, *args.size)
     return 0

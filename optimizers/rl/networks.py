@@ -5,7 +5,8 @@ Observation ``(batch, n_jobs * F)`` is viewed as ``(batch, n_jobs, F)`` (see
 :data:`envs.jobshop_engine.FEATURES`; column 0 is the candidate flag, column 1 the alive flag).
 
 * every row goes through ``symlog`` (sign(x) log(1 + |x|): times of very different instances stay
-  in one range) and a row MLP ``F -> h -> h``;
+  in one range) and a row MLP ``F -> h -> h``, then optionally ``attention_layers`` transformer
+  encoder layers over the alive jobs (jobs see each other, finished ones are masked out);
 * context = mean of alive rows' embeddings, mean and max of the candidates' embeddings;
 * logits = MLP(row embedding + linear(context)) -> one score per job, ``(batch, n_jobs)``; the masked
   softmax over them is the action distribution (sb3-contrib applies the mask);
@@ -29,11 +30,14 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
 class JobScorer(nn.Module):
     """SB3 ``mlp_extractor`` replacement: ``forward(features) -> (logits (B, n), value latent (B, h))``."""
 
-    def __init__(self, n_jobs: int, n_features: int = N_FEATURES, hidden: int = 128):
+    def __init__(self, n_jobs: int, n_features: int = N_FEATURES, hidden: int = 128, attention_layers: int = 0):
         super().__init__()
         self.n_jobs, self.n_features = n_jobs, n_features
         self.latent_dim_pi, self.latent_dim_vf = n_jobs, hidden
         self.row = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.mix = nn.ModuleList(
+            nn.TransformerEncoderLayer(hidden, nhead=4, dim_feedforward=2 * hidden, dropout=0.0, batch_first=True)
+            for _ in range(attention_layers))
         self.context = nn.Linear(3 * hidden, hidden)
         self.score = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.value = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
@@ -42,6 +46,11 @@ class JobScorer(nn.Module):
         x = features.view(-1, self.n_jobs, self.n_features)
         cand, alive = x[..., 0:1], x[..., 1:2]
         e = self.row(symlog(x))                                               # (B, n, h)
+        if len(self.mix):
+            finished = alive[..., 0] < 0.5
+            finished = finished & ~finished.all(dim=1, keepdim=True)  # a terminal obs keeps its rows
+            for layer in self.mix:
+                e = layer(e, src_key_padding_mask=finished)
         mean_alive = (e * alive).sum(1) / alive.sum(1).clamp(min=1.0)
         mean_cand = (e * cand).sum(1) / cand.sum(1).clamp(min=1.0)
         max_cand = (e * cand - (1.0 - cand) * 1e4).max(1).values.clamp(min=-1e3)
@@ -63,13 +72,14 @@ class JobScoringPolicy(MaskableActorCriticPolicy):
     """MaskablePPO policy whose logits come from :class:`JobScorer` (no linear action head)."""
 
     def __init__(self, observation_space, action_space, lr_schedule, hidden: int = 128,
-                 n_features: int = N_FEATURES, **kwargs: Any):
-        self.hidden, self.n_features = hidden, n_features
+                 n_features: int = N_FEATURES, attention_layers: int = 0, **kwargs: Any):
+        self.hidden, self.n_features, self.attention_layers = hidden, n_features, attention_layers
         kwargs.setdefault("ortho_init", False)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = JobScorer(int(self.action_space.n), self.n_features, self.hidden)
+        self.mlp_extractor = JobScorer(int(self.action_space.n), self.n_features, self.hidden,
+                                       self.attention_layers)
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
@@ -78,5 +88,5 @@ class JobScoringPolicy(MaskableActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(hidden=self.hidden, n_features=self.n_features)
+        data.update(hidden=self.hidden, n_features=self.n_features, attention_layers=self.attention_layers)
         return data

@@ -8,7 +8,8 @@ out_dir="runs/dispatch")`` writes into ``out_dir``:
 * ``progress.csv``    SB3's logger, one row per rollout/update: the learning curve
                       (``rollout/ep_rew_mean``, losses, ``eval/mean_reward`` …);
 * ``eval/evaluations.npz`` and ``best/best_model.zip`` from the periodic evaluation
-                      (``MaskableEvalCallback`` for ``maskable_ppo``, ``EvalCallback`` otherwise);
+                      (``MaskableEvalCallback`` for ``maskable_ppo``, ``EvalCallback`` otherwise),
+                      on the same seeded episodes every time;
 * ``config.json``     the exact call (and command line, when run from the CLI), library versions,
                       wall time and final evaluation.
 
@@ -152,8 +153,10 @@ def train(env_id: str, algo: str = "ppo", timesteps: int = 100_000, n_envs: int 
     else:
         Eval = EvalCallback
     freq = max((eval_freq or max(timesteps // 10, 1)) // n_envs, 1)
-    callback = Eval(eval_env, n_eval_episodes=eval_episodes, eval_freq=freq, deterministic=True,
-                    log_path=str(out / "eval"), best_model_save_path=str(out / "best"), verbose=0)
+    callback = _same_episodes(Eval)(eval_env, n_eval_episodes=eval_episodes, eval_freq=freq, deterministic=True,
+                                    log_path=str(out / "eval"), best_model_save_path=str(out / "best"),
+                                    verbose=0)
+    callback.eval_seed = seed + 10_000
     model.learn(total_timesteps=timesteps, callback=callback, progress_bar=progress_bar)
     model.twinopt_config = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "algo": algo}
     path = out / "model.zip"
@@ -174,6 +177,20 @@ def train(env_id: str, algo: str = "ppo", timesteps: int = 100_000, n_envs: int 
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return path
+
+
+def _same_episodes(base):
+    """``base`` (an EvalCallback class) re-seeding its env before every evaluation, so each
+    evaluation plays the same episodes (common random numbers: the curve shows learning, not
+    which instances were drawn)."""
+    class SameEpisodesEval(base):
+        eval_seed = 0
+
+        def _on_step(self) -> bool:
+            if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
+                self.eval_env.seed(self.eval_seed)
+            return super()._on_step()
+    return SameEpisodesEval
 
 
 def _versions() -> dict[str, str]:
