@@ -24,7 +24,8 @@ from twins.calendar import UNITS_PER_HOUR, off_intervals
 from twins.distributions import BLOCK
 from twins.energy import STATES
 from twins.errors import InputError
-from twins.machine import FailureMode, Machine, Part, StationRT
+from twins.machine import FailureMode, Machine, Part
+from twins.station import StationRT
 from twins.spec import Scenario
 
 

@@ -1,0 +1,97 @@
+"""A station at run time: its input buffer, machines, current setpoints, planned availability
+and cumulative counters. The machines' SimPy processes live in :mod:`twins.machine`."""
+from __future__ import annotations
+
+import simpy
+
+from twins.buffer import Buffer
+from twins.energy import BLOCKED, BUSY, OFF, STANDBY
+from twins.machine import DISABLE, Machine
+from twins.response import evaluate_responses
+
+
+class StationRT:
+    """A station at run time: buffer, machines, current setpoints and cumulative counters."""
+
+    def __init__(self, line, spec, index: int):
+        self.line, self.spec, self.index, self.name = line, spec, index, spec.name
+        self.buffer = Buffer(line.env, spec.buffer, spec.name)
+        self.machines: list[Machine] = []
+        self.same_family = spec.dispatch == "same_family"
+        self.external = spec.dispatch == "external"
+        self.supply = None  # set for the station a saturated source feeds
+        energy = spec.energy
+        self.base_power = energy.power_kw.vector() if energy else [0.0] * 7
+        self.power = list(self.base_power)
+        self.startup = energy.startup if energy else 0.0
+        self.standby_after = energy.standby.after if energy and energy.standby else None
+        self.wakeup = energy.standby.wakeup if energy and energy.standby else 0.0
+        self.calendar_off_state = STANDBY if energy and energy.off_shift == "standby" else OFF
+        # availability: planned (calendar) and commanded (e.g. an energy controller)
+        self.calendar_on = True
+        self.command_on = True
+        self.command_off_state = OFF
+        self.enabled = True
+        self.enable_ev: simpy.Event | None = None
+        # quality and the process-parameter responses
+        self.scrap = spec.scrap
+        self.factor = 1.0
+        self.yield_ = 1.0
+        self.p_scrap = spec.scrap
+        self.p_rework = spec.rework.probability if spec.rework else 0.0
+        self.p_bad = self.p_scrap + self.p_rework
+        self.rework_station = None
+        self.rework_return: dict[int, int] = {}
+        self.max_cycles = spec.rework.max_cycles if spec.rework else 0
+        self.params = {p.name: p.setpoint for p in spec.parameters}
+        self.responses = spec.response.compile(tuple(self.params)) if spec.response else {}
+        # cumulative counters
+        self.ops = 0  # operations completed
+        self.good = 0
+        self.scrapped = 0
+        self.reworked = 0
+        self.ideal = 0.0  # Σ nominal (planned) process time of completed operations
+        self.wait_sum = 0.0  # Σ time from entering the buffer to starting on a machine
+        self.started = 0
+
+    @property
+    def off_state(self) -> int:
+        return self.calendar_off_state if not self.calendar_on else self.command_off_state
+
+    def apply_responses(self) -> None:
+        """Re-evaluate the response models at the current setpoints."""
+        vals = evaluate_responses(self.responses, self.params)
+        self.factor = vals.get("cycle_time_factor", 1.0)
+        self.yield_ = vals.get("yield", 1.0)
+        self.p_scrap = 1.0 - (1.0 - self.scrap) * self.yield_
+        self.p_bad = self.p_scrap + self.p_rework
+        self.power[BUSY] = vals.get("power_kw", self.base_power[BUSY])
+
+    def set_available(self, calendar: bool | None = None, command: bool | None = None,
+                      command_state: int | None = None) -> None:
+        """Switch planned availability; idle machines stop at once, others after their part."""
+        if calendar is not None:
+            self.calendar_on = calendar
+        if command is not None:
+            self.command_on = command
+        if command_state is not None:
+            self.command_off_state = command_state
+        enabled = self.calendar_on and self.command_on
+        if enabled == self.enabled:
+            return
+        self.enabled = enabled
+        now = self.line.env._now
+        if not enabled:
+            self.enable_ev = simpy.Event(self.line.env)
+            for m in self.machines:
+                if m.waiting is not None and m.pending is None and not m.failing:
+                    m.pending = DISABLE
+                    m.proc.interrupt(DISABLE)
+                elif m.state == BLOCKED:
+                    m.block_off(now, self.off_state)
+        else:
+            ev, self.enable_ev = self.enable_ev, None
+            for m in self.machines:
+                if m.blocked_off:
+                    m.unblock_off(now, BLOCKED)
+            ev.succeed()
