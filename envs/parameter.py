@@ -173,7 +173,6 @@ class ParameterEnv(gym.Env):
 
     def figure(self):
         """Plotly figure: setpoints (top) and objective/throughput/scrap (bottom) over the episode."""
-        import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
