@@ -61,6 +61,8 @@ def solve_instance(instance: Instance, solver: str, time_limit: float | None = N
     run = _SOLVERS.get(solver)
     if run is None:
         raise InputError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if time_limit is None and solver in ("cpsat", "milp"):
+        time_limit = EXACT_DEFAULT_TIME_LIMIT
     schedule = run(instance, time_limit=time_limit, seed=seed, mip_solver=mip_solver, workers=workers)
     if not schedule.operations:
         limit = f" within {time_limit:g} s" if time_limit is not None else ""
@@ -73,7 +75,7 @@ def _cpsat(instance: Instance, *, time_limit, seed, workers, **_) -> Schedule:
 
     # NEH costs milliseconds and gives CP-SAT a good first permutation and a tight horizon
     hint = _neh(instance, None, seed) if isinstance(instance, FlowShopInstance) else None
-    return cp.solve(instance, time_limit=time_limit or EXACT_DEFAULT_TIME_LIMIT, workers=workers,
+    return cp.solve(instance, time_limit=time_limit, workers=workers,
                     seed=seed, hint=hint)
 
 
@@ -85,7 +87,7 @@ def _milp(instance: Instance, *, time_limit, seed, mip_solver, **_) -> Schedule:
                          "use --solver cpsat for a flexible job shop")
     formulation = flowshop if isinstance(instance, FlowShopInstance) else jobshop
     model = formulation.build_model(instance)
-    result = solve(model, solver=mip_solver, time_limit=time_limit or EXACT_DEFAULT_TIME_LIMIT, seed=seed)
+    result = solve(model, solver=mip_solver, time_limit=time_limit, seed=seed)
     schedule = formulation.extract_schedule(instance, model, result)
     schedule.solver = "milp" if mip_solver == "highs" else f"milp:{mip_solver}"
     return schedule

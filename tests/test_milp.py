@@ -111,3 +111,14 @@ def test_highs_loads_in_a_process_that_already_runs_cp_sat():
     code = "from ortools.sat.python import cp_model; import highspy; highspy.Highs()"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.strip().splitlines()[-1]
+
+
+def test_any_installed_pyomo_solver_runs_by_name():
+    # appsi_highs goes through Pyomo's classic SolverFactory path, like cbc, glpk or gurobi would
+    instance = load_instance("ft06")
+    model = jobshop.build_model(instance)
+    result = solve(model, solver="appsi_highs", time_limit=60, mip_gap=0.0, seed=1)
+    schedule = jobshop.extract_schedule(instance, model, result)
+    assert result.status == "optimal" and result.solver == "appsi_highs"
+    assert schedule.makespan == 55 == result.integer_bound
+    assert check_schedule(instance, schedule) == []
