@@ -46,6 +46,8 @@ ORDER_KPIS = ("tardiness", "tardy_fraction", "orders_completed")
 #: Line KPIs for which more is better; for every other KPI minimizing is the natural direction.
 MAXIMIZED_KPIS = ("margin", "throughput", "good_units", "orders_completed")
 Direction = Literal["maximize", "minimize"]
+#: largest master seed: optuna's samplers take 32-bit seeds and the final replays use seed + 1
+MAX_SEED = 2**32 - 2
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,8 @@ class Evaluator:
     def __init__(self, scenario: Scenario, objective: str, replications: int, seed: int, workers: int = 1):
         if replications < 1:
             raise InputError(f"replications must be ≥ 1, got {replications}")
-        if seed < 0:
-            raise InputError(f"seed must be a non-negative integer, got {seed}")
+        if not 0 <= seed <= MAX_SEED + 1:
+            raise InputError(f"seed must be an integer in 0..{MAX_SEED}, got {seed}")
         check_objective(scenario, objective)
         self.scenario, self.objective, self.replications, self.seed = scenario, objective, replications, seed
         self.pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
@@ -247,6 +249,11 @@ def _setpoints(space: Sequence[Dimension], params: Mapping[str, float]) -> Setpo
     return out
 
 
+def _num(x: float) -> float | None:
+    """JSON-safe number: NaN (undefined, e.g. a zero-width CI) becomes None."""
+    return None if math.isnan(x) else float(x)
+
+
 def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size and not np.isnan(values).any() else math.nan
 
@@ -277,6 +284,8 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
         raise InputError(f"direction must be maximize or minimize, got {direction!r}")
     if top_k < 1:
         raise InputError(f"top_k must be ≥ 1, got {top_k}")
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed must be an integer in 0..{MAX_SEED}, got {seed}")
     if final_replications < 2:
         raise InputError(f"final replications must be ≥ 2 (for confidence intervals), got {final_replications}")
     space = search_space(scenario, params)
@@ -331,9 +340,9 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
             "significant": chosen.lower_bound > 0,
             "best_trial": {"number": best.number, "setpoints": best.setpoints, "value": best.value},
             "chosen_trial": chosen.trial,
-            "finalists": [{"trial": f.trial, "setpoints": f.setpoints, "mean": f.mean, "half_width": f.half_width,
-                           "improvement": f.improvement, "improvement_half_width": f.improvement_half_width}
-                          for f in finalists],
+            "finalists": [{"trial": f.trial, "setpoints": f.setpoints, "mean": _num(f.mean),
+                           "half_width": _num(f.half_width), "improvement": _num(f.improvement),
+                           "improvement_half_width": _num(f.improvement_half_width)} for f in finalists],
         })
     rec = Recommendation.from_comparison("setpoints", chosen.setpoints, comparison, provenance, scenario=scenario)
     return SearchResult(rec, study, space, trials, finalists, chosen, objective, direction, seconds,

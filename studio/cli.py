@@ -20,6 +20,8 @@ COMMANDS = {
     "schedule": "studio.commands.schedule",
     "train": "studio.commands.train",
     "evaluate": "studio.commands.evaluate",
+    "optimize": "studio.commands.optimize",
+    "recommend": "studio.commands.recommend",
 }
 
 
