@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from twins.errors import InputError
+from twins.instances import FlexibleJobShopInstance, FlowShopInstance
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,8 +75,6 @@ def summary(instance, schedule) -> str:
     """A few human lines: makespan, best known and gap, lower bound, status, time."""
     best = instance.bounds.best_known
     gap = f"  (gap {100 * (schedule.makespan - best) / best:.2f} %)" if best else ""
-    from twins.instances import FlexibleJobShopInstance, FlowShopInstance
-
     kind = ("permutation flow shop" if isinstance(instance, FlowShopInstance) else
             "flexible job shop" if isinstance(instance, FlexibleJobShopInstance) else "job shop")
     rows = [
