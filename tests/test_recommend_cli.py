@@ -126,9 +126,9 @@ def test_recommend_energy_passes_the_planner_s_input_errors_through_as_one_line(
 def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, tmp_path, argv, message):
     argv = [str(tmp_path / a) if a == "x.json" else a for a in argv]
     try:
-        code, out, err = _run(capsys, *argv)
+        code, _, err = _run(capsys, *argv)
     except SystemExit as exc:  # argparse's own errors
-        code, (out, err) = exc.code, capsys.readouterr()
+        code, err = exc.code, capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
 

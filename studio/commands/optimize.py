@@ -110,8 +110,9 @@ def print_summary(result) -> None:
 
     rec, out = result.recommendation, console()
     prov = rec.provenance
-    t = Table(title=f"{rec.scenario}: {prov.method}, {len(result.trials)} trials × {prov.budget['replications_per_trial']} "
-                    f"replications, seed {prov.seed}, {prov.wall_time_s:.1f} s", title_justify="left")
+    per_trial = prov.budget["replications_per_trial"]
+    t = Table(title=f"{rec.scenario}: {prov.method}, {len(result.trials)} trials × {per_trial} replications, "
+                    f"seed {prov.seed}, {prov.wall_time_s:.1f} s", title_justify="left")
     for col in ("parameter", "as-is", "recommended", "unit", "bounds"):
         t.add_column(col, justify="left" if col in ("parameter", "unit") else "right")
     for d in result.space:
