@@ -4,3 +4,4 @@ from gymnasium.envs.registration import register
 
 register(id="twinopt/Dispatch-v0", entry_point="envs.dispatch:DispatchEnv")
 register(id="twinopt/Parameter-v0", entry_point="envs.parameter:ParameterEnv")
+register(id="twinopt/Energy-v0", entry_point="envs.energy:EnergyEnv")

@@ -96,3 +96,11 @@ def default_setpoints(env: gym.Env, seed: int) -> dict[str, float]:
     """Keep the scenario's own setpoints for the whole episode (the as-is recipe)."""
     hold = env.unwrapped.to_action(env.unwrapped.start)
     return run_episode(env, seed, lambda obs, info: hold)
+
+
+@register_baseline("twinopt/Energy-v0", "always-on")
+def always_on(env: gym.Env, seed: int) -> dict[str, float]:
+    """EnergyEnv as-is: the station always on (under its own standby policy), work released at
+    full capacity per step until the target is out."""
+    top = env.unwrapped.release_levels - 1
+    return run_episode(env, seed, lambda obs, info: np.array([0, top]))
