@@ -176,3 +176,14 @@ def test_external_source_needs_a_target_and_whole_routes_are_required():
         recommend_energy_plan(scenario)
     with pytest.raises(InputError, match="whole routes"):
         problem_from_scenario(load_scenario(str(SCENARIOS / "smt_line.yaml")), "reflow", 100)
+
+
+def test_saturated_source_with_a_shift_defaults_to_the_as_is_output():
+    data = parse_yaml((SCENARIOS / "smt_reflow_energy.yaml").read_text())[0]
+    data.update(sources=[{"kind": "saturated"}], horizon={"length": 43200},
+                calendar={"shifts": [{"start": "06:00", "end": "14:00"}]})
+    rec = recommend_energy_plan(scenario_from_data(data), replications=2, slot=1800)
+    states = rec.payload["states"]["reflow"]
+    assert states[16:] == ["off"] * 8  # the calendar's off shift (off_shift: off)
+    assert rec.payload["release"] is None  # a saturated station is never fed by the plan
+    assert rec.predicted["good_units"].mean >= rec.provenance.extra["target"] >= 0.99 * rec.baseline["good_units"].mean

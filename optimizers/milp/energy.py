@@ -100,7 +100,8 @@ class EnergyProblem:
         window: per slot, True when the line may work (shifts); None = always.
         off_state: state outside the windows: ``"off"`` or ``"standby"``.
         initial: state before slot 0: ``"on"`` (ready), ``"standby"`` or ``"off"``.
-        end_state: ``"standby"`` (warm: on or standby at the end), ``"on"`` or ``"any"``.
+        end_state: ``"standby"`` (warm: on or standby at the end), ``"on"`` or ``"any"``; not
+            imposed when the last slot lies outside the windows (the calendar decides).
         controlled_release: True when a controller releases work into the first unit; False
             when it never starves (a saturated source): then it works whenever it is ready.
         currency, time_unit, start_clock_h: for reports.
@@ -270,7 +271,10 @@ def build_model(problem: EnergyProblem) -> pyo.ConcreteModel:
         closed = [t for t in range(T) if not p.window[t]]
         state = m.off if p.off_state == "off" else m.standby
         m.outside_window = pyo.Constraint(m.UNITS, closed, rule=lambda m, u, t: state[u, t] == 1)
-    if p.end_state == "standby":
+    end_free = p.window is not None and not p.window[T - 1]  # the calendar decides the end state
+    if end_free:
+        pass
+    elif p.end_state == "standby":
         m.end_warm = pyo.Constraint(m.UNITS, rule=lambda m, u: m.off[u, T - 1] == 0)
     elif p.end_state == "on":
         m.end_on = pyo.Constraint(m.UNITS, rule=lambda m, u: m.on[u, T - 1] == 1)
@@ -379,7 +383,8 @@ def problem_from_scenario(scenario, station: str | list[str] | None = None, targ
     for prod in scenario.products:
         if list(prod.route) != names:
             raise InputError(f"energy plans cover whole routes: product {prod.name!r} visits "
-                             f"{' → '.join(prod.route)}, not {' → '.join(names)}")
+                             f"{' → '.join(prod.route)}, not {' → '.join(names)} (plan a station fed by a 'kind: external' "
+                             f"source, e.g. scenarios/smt_reflow_energy.yaml)")
     kinds = {s.kind for s in scenario.sources}
     if not kinds <= {"external", "saturated"} or len(kinds) != 1:
         raise InputError(f"energy plans need work released on command (kind: external) or always available "
