@@ -119,12 +119,16 @@ def test_model_is_named_and_extendable():
         assert hasattr(m, name), name
 
 
-def reflow_evening(target: int) -> tuple:
-    """The SMT reflow study cut to 8 h from 16:00 (evening peak, shoulder, off-peak)."""
+def reflow_evening_data() -> dict:
+    """The SMT reflow study cut to 8 h from 16:00 (evening peak, shoulder, off-peak), as YAML data."""
     data = parse_yaml((SCENARIOS / "smt_reflow_energy.yaml").read_text())[0]
     data["start_clock"] = "16:00"
     data["horizon"] = {"length": 28800}
-    return scenario_from_data(data), target
+    return data
+
+
+def reflow_evening(target: int) -> tuple:
+    return scenario_from_data(reflow_evening_data()), target
 
 
 def test_plan_replayed_in_the_twin_meets_the_target_and_costs_what_the_model_predicts():
@@ -187,3 +191,14 @@ def test_saturated_source_with_a_shift_defaults_to_the_as_is_output():
     assert states[16:] == ["off"] * 8  # the calendar's off shift (off_shift: off)
     assert rec.payload["release"] is None  # a saturated station is never fed by the plan
     assert rec.predicted["good_units"].mean >= rec.provenance.extra["target"] >= 0.99 * rec.baseline["good_units"].mean
+
+
+def test_two_stations_in_series_plan_replays_at_the_predicted_cost():
+    target, data = 400, reflow_evening_data()
+    data["products"][0]["route"] = ["reflow", "aoi"]
+    data["stations"].append({"name": "aoi", "buffer": 3, "process_time": {"dist": "uniform", "low": 20, "high": 24},
+                             "energy": {"power_kw": {"idle": 0.6, "busy": 0.9, "setup": 0.6}, "startup": 120}})
+    rec = recommend_energy_plan(scenario_from_data(data), ["reflow", "aoi"], target, slot=900, replications=2)
+    assert rec.provenance.extra["target_met_share"] == 1.0
+    assert rec.predicted["energy_cost"].mean == pytest.approx(rec.provenance.extra["model_energy_cost"], rel=0.05)
+    assert set(rec.payload["states"]) == {"reflow", "aoi"}
