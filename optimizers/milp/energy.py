@@ -155,8 +155,8 @@ class EnergyProblem:
 
     def max_output(self) -> float:
         """Good units the line could make at most: always on, no warm-up (a quick upper bound)."""
-        ready = sum(self.slot for t, w in enumerate(self.window or [True] * self.n_slots)
-                    if w and self.usable()[t])
+        usable = self.usable()
+        ready = sum(self.slot for t, w in enumerate(self.window or [True] * self.n_slots) if w and usable[t])
         return min(u.rate for u in self.units) * ready
 
 
