@@ -200,20 +200,9 @@ class Machine:
             if part is None:
                 self.switch(IDLE)
                 ev = self.waiting = buf.wait_get()
-                try:
-                    part = yield ev
-                    self.waiting = None
-                except Interrupt as irq:
-                    self.waiting = None
-                    part = ev.value if ev.triggered else None
-                    if part is None:
-                        buf.cancel_get(ev)
-                    if irq.cause is DISABLE:
-                        self.pending = None
-                    else:
-                        yield from self._repair(irq.cause)
-                    if part is None:
-                        continue
+                part = yield from self._await_part(ev, buf.cancel_get)
+                if part is None:
+                    continue
                 if self.standby_after is not None and self.env._now - self.t_idle > self.standby_after \
                         and st.wakeup > 0.0:
                     yield from self._work(st.wakeup, SETUP)
@@ -297,17 +286,25 @@ class Machine:
         self.switch(IDLE)
         ev = simpy.Event(self.env)
         line.request_decision(self, ev)
+        return (yield from self._await_part(ev, line.cancel_decision))
+
+    def _await_part(self, ev: simpy.Event, withdraw):
+        """Wait for ``ev`` to hand over a part. Interrupted (failure or planned stop), withdraw the
+        request with ``withdraw(ev)`` unless the part was already handed over, deal with the
+        interruption, and return the part or None."""
         try:
-            return (yield ev)
+            part = yield ev
         except Interrupt as irq:
             part = ev.value if ev.triggered else None
+            self.waiting = None
             if part is None:
-                line.cancel_decision(ev)
+                withdraw(ev)
             if irq.cause is DISABLE:
                 self.pending = None
             else:
                 yield from self._repair(irq.cause)
-            return part
+        self.waiting = None
+        return part
 
     def _work(self, duration: float, state: int):
         """``duration`` of work in ``state``, resuming the remainder after any failure."""
