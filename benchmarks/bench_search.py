@@ -13,7 +13,7 @@ one and the same deterministic function of (pressure, speed, temperature).
    the seeds that got there, and how many did within the budget), the best value found, and the
    wall time per evaluation (simulation plus sampler overhead).
 
-    nice python benchmarks/bench_search.py [--points 16] [--budget 150] [--seeds 5] [--workers 2]
+    nice python benchmarks/bench_search.py [--points 16] [--budget 200] [--seeds 5] [--workers 2] [--cold]
     python benchmarks/bench_search.py --quick     # 8 points, budget 60, 3 seeds: a smoke run
 """
 from __future__ import annotations
@@ -41,12 +41,15 @@ def evaluations_to_reach(values: list[float], threshold: float) -> int | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=16, help="grid values per parameter (default 16)")
-    ap.add_argument("--budget", type=int, default=150, help="trials per search run (default 150)")
+    ap.add_argument("--budget", type=int, default=200, help="trials per search run (default 200)")
     ap.add_argument("--seeds", type=int, default=5, help="sampler seeds per method (default 5)")
     ap.add_argument("--replications", type=int, default=5, help="replications per evaluation (default 5)")
     ap.add_argument("--workers", type=int, default=2, help="processes for the grid's replications (default 2)")
     ap.add_argument("--tolerance", type=float, default=0.01, help="relative gap to the grid best (default 0.01)")
     ap.add_argument("--quick", action="store_true", help="8 points, budget 60, 3 seeds")
+    ap.add_argument("--cold", action="store_true", help="no warm start: trial 0 is not the as-is setpoints")
+    ap.add_argument("--grid-from", default=None, metavar="JSON",
+                    help="reuse the grid of an earlier --json report (same points and replications)")
     ap.add_argument("--json", default=None, help="also write the numbers as JSON")
     args = ap.parse_args()
     if args.quick:
@@ -57,18 +60,26 @@ def main() -> None:
     print(f"glue_dispensing: objective margin (EUR per {scenario.horizon.length - scenario.horizon.warmup:g} s "
           f"window), mean of {R} replications, twin seed {SIM_SEED} (CRN)")
 
-    grid = grid_search(scenario, args.points, R, SIM_SEED, workers=args.workers, progress=True)
-    n = grid.evaluations
-    best_sp = grid.best_setpoints["dispenser"]
+    if args.grid_from:
+        g = json.loads(Path(args.grid_from).read_text())["grid"]
+        args.points, R = g["points_per_parameter"], g["replications"]
+        n, seconds, best_value, best_sp = g["evaluations"], g["seconds"], g["best_value"], g["best_setpoints"]
+    else:
+        grid = grid_search(scenario, args.points, R, SIM_SEED, workers=args.workers, progress=True)
+        n, seconds, best_value = grid.evaluations, grid.seconds, grid.best_value
+        best_sp = grid.best_setpoints["dispenser"]
     print(f"grid {args.points}^3 = {n} evaluations × {R} replications = {n * R} replications, "
-          f"{grid.seconds:.0f} s wall ({args.workers} workers), {1000 * grid.seconds_per_evaluation:.0f} ms/evaluation")
-    print(f"  grid best margin {grid.best_value:.1f} EUR at " + ", ".join(f"{k}={v:.4g}" for k, v in best_sp.items()))
-    threshold = grid.best_value * (1 - args.tolerance)
+          f"{seconds:.0f} s wall ({args.workers} workers), {1000 * seconds / n:.0f} ms/evaluation"
+          + (f" (from {args.grid_from})" if args.grid_from else ""))
+    print(f"  grid best margin {best_value:.1f} EUR at " + ", ".join(f"{k}={v:.4g}" for k, v in best_sp.items()))
+    threshold = best_value * (1 - args.tolerance)
     print(f"  target: ≥ {threshold:.1f} EUR (within {100 * args.tolerance:g} % of the grid best)\n")
 
     report = {"grid": {"points_per_parameter": args.points, "evaluations": n, "replications": R,
-                                 "seconds": grid.seconds, "best_value": grid.best_value, "best_setpoints": best_sp},
-                        "budget": args.budget, "threshold": threshold, "methods": {}}
+                       "seconds": seconds, "best_value": best_value, "best_setpoints": best_sp},
+              "budget": args.budget, "threshold": threshold, "warm_start": not args.cold, "methods": {}}
+    print(f"search: {args.budget} trials per run, "
+          + ("cold start (no as-is trial)" if args.cold else "warm start (trial 0 = the as-is setpoints)"))
     header = (f"{'method':<8} {'reached':>8} {'mean evals':>10} {'median':>7} {'per seed':<28} "
               f"{'best found (mean)':>17} {'ms/eval':>8}")
     print(header)
@@ -77,7 +88,7 @@ def main() -> None:
         hits, bests, per_eval = [], [], []
         for seed in range(args.seeds):
             result = parameter_search(scenario, budget=args.budget, sampler=sampler, replications=R, seed=seed,
-                                      sim_seed=SIM_SEED, top_k=1, final_replications=2)
+                                      sim_seed=SIM_SEED, top_k=1, final_replications=2, warm_start=not args.cold)
             values = [t.value for t in result.trials]
             hits.append(evaluations_to_reach(values, threshold))
             bests.append(max(values))

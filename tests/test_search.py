@@ -96,10 +96,20 @@ def test_same_seed_gives_the_same_recommendation_whatever_the_workers():
 def test_a_fixed_simulation_seed_keeps_one_objective_across_sampler_seeds(known):
     kw = dict(budget=4, sampler="random", replications=2, top_k=1, final_replications=2, sim_seed=9)
     a, b = parameter_search(known, seed=1, **kw), parameter_search(known, seed=2, **kw)
-    assert a.trials[0].setpoints != b.trials[0].setpoints
+    assert a.trials[0].setpoints == b.trials[0].setpoints == {"cell": {"speed": 1.0, "temperature_c": 40.0}}
+    assert a.trials[0].values == b.trials[0].values  # trial 0 (as-is) scores the same: one objective
+    assert a.trials[1].setpoints != b.trials[1].setpoints
     assert a.recommendation.provenance.extra["sim_seed"] == 9 and a.recommendation.provenance.extra["final_seed"] == 10
     # the as-is baseline is replayed on the same fresh seeds in both runs
     assert a.recommendation.baseline == b.recommendation.baseline
+
+
+def test_the_search_starts_at_the_as_is_setpoints_unless_told_not_to(known):
+    kw = dict(budget=3, sampler="tpe", replications=1, top_k=1, final_replications=2, seed=0)
+    warm, cold = parameter_search(known, **kw), parameter_search(known, warm_start=False, **kw)
+    assert warm.trials[0].setpoints == {"cell": {"speed": 1.0, "temperature_c": 40.0}}
+    assert cold.trials[0].setpoints != warm.trials[0].setpoints
+    assert warm.recommendation.provenance.extra["warm_start"] and not cold.recommendation.provenance.extra["warm_start"]
 
 
 def test_recommendation_json_round_trips_exactly(known):
