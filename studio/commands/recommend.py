@@ -1,4 +1,4 @@
-"""Write a Recommendation (setpoints, schedule or energy plan), replayed in the twin with 95 % CIs.
+"""Write a Recommendation (setpoints, schedule or energy plan) replayed in the twin, with confidence intervals.
 
 KIND is one of:
   setpoints SCENARIO   parameter search, as `twinopt optimize` (same options)
