@@ -218,3 +218,24 @@ def test_external_dispatch_lets_a_controller_choose_and_due_dates_give_tardiness
     assert edd["orders_completed"] > 0 and edd["tardiness"] > 0
     assert edd["tardiness"] < lifo["tardiness"]
     assert run(lambda parts: min(parts, key=lambda p: p.order.due))[1] == edd  # deterministic
+
+
+def test_commanded_off_and_standby_switch_parked_machines_and_set_the_restart_time():
+    energy = {"power_kw": {"off": 0.0, "idle": 5, "setup": 8, "busy": 6, "standby": 1},
+              "startup": 30, "standby": {"after": 1000, "wakeup": 10}}
+    sc = line_of([{"name": "oven", "process_time": 1.0, "energy": energy}], horizon=400)
+    from twins.energy import OFF, SETUP, STANDBY
+
+    line = Line(sc, trace=True)
+    oven = line.station("oven")
+    line.run(50)
+    oven.set_available(command=False, command_state=STANDBY)
+    line.run(100)
+    oven.set_available(command=False, command_state=OFF)  # parked in standby → now off
+    line.run(150)
+    oven.set_available(command=True)
+    line.run(300)
+    states = [(s, t0, t1) for _, s, t0, t1 in line.trace if t1 > t0]
+    assert (STANDBY, 50.0, 100.0) in [(s, round(a), round(b)) for s, a, b in states]
+    assert (OFF, 100.0, 150.0) in [(s, round(a), round(b)) for s, a, b in states]
+    assert (SETUP, 150.0, 180.0) in [(s, round(a), round(b)) for s, a, b in states]  # cold start: 30

@@ -361,8 +361,7 @@ class Machine:
 
     def _off(self):
         env, st = self.env, self.station
-        state = st.off_state
-        self.switch(state)
+        self.switch(st.off_state)
         now = env._now
         self.off_since = now
         self._not_up(now)
@@ -372,7 +371,7 @@ class Machine:
         self.planned_off += now - self.off_since
         self.off_since = None
         self._up(now)
-        d = st.startup if state == OFF else st.wakeup
+        d = st.startup if self.state == OFF else st.wakeup  # cold start, or back from standby
         if d > 0.0:
             yield from self._work(d, SETUP)
 

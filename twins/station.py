@@ -77,10 +77,14 @@ class StationRT:
         if command_state is not None:
             self.command_off_state = command_state
         enabled = self.calendar_on and self.command_on
+        now = self.line.env._now
         if enabled == self.enabled:
+            if not enabled:  # already off: move parked machines between off and standby
+                for m in self.machines:
+                    if m.off_since is not None and m.state in (OFF, STANDBY) and m.state != self.off_state:
+                        m.switch(self.off_state)
             return
         self.enabled = enabled
-        now = self.line.env._now
         if not enabled:
             self.enable_ev = simpy.Event(self.line.env)
             for m in self.machines:
