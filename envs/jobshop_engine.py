@@ -115,7 +115,6 @@ class JobShopEngine:
         self._op_m, self._follow_m, self._op_p, self._tab = op_m, follow_m, op_p, tab
         self._dur = [[d for _, d in ops] for ops in instance.jobs]
         self._mach = [[m for m, _ in ops] for ops in instance.jobs]
-        self._work_after = [[float(tab[j, k + 1, 1]) for k in range(len(ops))] for j, ops in enumerate(instance.jobs)]
         total = sum(sum(ds) for ds in self._dur)
         self.scale = total / self.n_ops if total > 0 else 1.0  # S, time units
         self.horizon_scale = self.scale * M                     # H, time units
@@ -132,8 +131,7 @@ class JobShopEngine:
     def reset(self) -> None:
         """Clear the schedule and prepare the first decision."""
         n, M = self.n_jobs, self.n_machines
-        first = np.zeros(n, dtype=np.intp)
-        self.next_op = first.copy()
+        self.next_op = np.zeros(n, dtype=np.intp)
         self.job_ready = np.zeros(n)
         # machine state, one row per machine (+2 sentinel rows): ready, load, queue jobs, queue work
         self.machines = np.zeros((M + 2, 4))
@@ -159,6 +157,15 @@ class JobShopEngine:
             self._prepare()
         else:
             self.mask, self.candidates = np.zeros(n, dtype=bool), np.zeros(0, dtype=np.intp)
+
+    def copy(self) -> "JobShopEngine":
+        """An independent copy of the current state (static tables shared): for lookahead."""
+        twin = object.__new__(JobShopEngine)
+        twin.__dict__.update(self.__dict__)
+        for name in ("next_op", "job_ready", "machines", "_ready", "_m", "_p", "_rem", "_mm2", "_raw", "start"):
+            setattr(twin, name, getattr(self, name).copy())
+        twin._finished = list(self._finished)
+        return twin
 
     def _prepare(self) -> None:
         """Compute the candidate set of the next decision (and cache what features reuse)."""

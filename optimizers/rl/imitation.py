@@ -105,6 +105,17 @@ def load_references(folder: Path) -> list[tuple[JobShopInstance, np.ndarray]]:
     return refs
 
 
+def mirrored(instance: JobShopInstance, starts: np.ndarray) -> tuple[JobShopInstance, np.ndarray]:
+    """The time-reversed problem with its reference: every route reversed, and the schedule read
+    backwards (start' = makespan - end). Feasible and of the same makespan, so a reference for the
+    mirror costs nothing (a standard job-shop symmetry)."""
+    jobs = tuple(tuple(reversed(ops)) for ops in instance.jobs)
+    ends = np.array([[starts[j, k] + d for k, (_, d) in enumerate(ops)] for j, ops in enumerate(instance.jobs)])
+    makespan = ends.max()
+    mirror = (makespan - ends)[:, ::-1].copy()
+    return JobShopInstance(instance.name + "_mirror", jobs, instance.n_machines, instance.bounds), mirror
+
+
 def expert_action(engine: JobShopEngine, ref_starts: np.ndarray) -> int:
     """The candidate whose next operation starts earliest in the reference (lowest job on ties)."""
     c = engine.candidates
@@ -134,7 +145,7 @@ def new_model(n_jobs: int = 15, n_machines: int = 15, hidden: int = 128, seed: i
 
 
 def rollout(refs: list[tuple[JobShopInstance, np.ndarray]], policy=None, beta: float = 1.0,
-            rng: np.random.Generator | None = None):
+            rng: np.random.Generator | None = None, expert=expert_action):
     """Run every instance to completion, engines in lockstep (one batched forward per step).
 
     At each decision with two or more candidates the acting choice is the expert's with
@@ -161,8 +172,8 @@ def rollout(refs: list[tuple[JobShopInstance, np.ndarray]], policy=None, beta: f
             break
         o = np.stack([engines[i].observation().reshape(-1) for i in live])
         m = np.stack([engines[i].mask for i in live])
-        expert = np.array([expert_action(engines[i], refs[i][1]) for i in live])
-        act = expert.copy()
+        labels_now = np.array([expert(engines[i], refs[i][1]) for i in live])
+        act = labels_now.copy()
         if policy is not None and beta < 1.0:
             with torch.no_grad():
                 dist = policy.get_distribution(torch.as_tensor(o), action_masks=m)
@@ -171,7 +182,7 @@ def rollout(refs: list[tuple[JobShopInstance, np.ndarray]], policy=None, beta: f
             act[use_policy] = greedy[use_policy]
         obs.append(o)
         masks.append(m)
-        labels.append(expert)
+        labels.append(labels_now)
         lbs.append([engines[i].makespan_lb for i in live])
         owner.append(live)
         for i, a in zip(live, act):
@@ -223,7 +234,8 @@ def greedy_gaps(model, refs: list[tuple[JobShopInstance, np.ndarray]]) -> np.nda
 
 
 def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: int = 128, seed: int = 0,
-          validation: int = 40, limit: int | None = None, attention_layers: int = 0, lr: float = 1e-3) -> Path:
+          validation: int = 40, limit: int | None = None, attention_layers: int = 0, lr: float = 1e-3,
+          mirror: bool = False, betas: tuple[float, ...] | None = None, expert: str = "reference") -> Path:
     """Behaviour cloning with DAgger on the references in ``refs_dir``; the last ``validation``
     references are held out. Saves ``out/model.zip`` (a MaskablePPO model) and ``out/config.json``."""
     import json
@@ -240,6 +252,8 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
     if len(refs) <= validation:
         raise RuntimeError(f"{refs_dir}: {len(refs)} references, need more than {validation}")
     train_refs, val_refs = refs[:-validation], refs[-validation:]
+    if mirror:
+        train_refs = train_refs + [mirrored(inst, st) for inst, st in train_refs]
     inst0 = refs[0][0]
     model = new_model(inst0.n_jobs, inst0.n_machines, hidden, seed, attention_layers, gamma=1.0)
     out.mkdir(parents=True, exist_ok=True)
@@ -248,9 +262,9 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
     mwkr = np.mean([schedule_with_rule(i, "mwkr").makespan / i.bounds.upper_bound - 1 for i, _ in val_refs])
     history, data, best = [], None, (np.inf, None)
     started = time.perf_counter()
-    for r in range(rounds):
-        beta = 1.0 if r == 0 else 0.5 ** r if r < 3 else 0.0
-        new = rollout(train_refs, model.policy, beta=beta, rng=rng)[:4]
+    betas = betas or tuple(1.0 if r == 0 else 0.5 ** r if r < 3 else 0.0 for r in range(rounds))
+    for r, beta in enumerate(betas):
+        new = rollout(train_refs, model.policy, beta=beta, rng=rng, expert=EXPERTS[expert])[:4]
         data = new if data is None else tuple(np.concatenate([a, b]) for a, b in zip(data, new))
         acc = fit(model, data, epochs, lr=lr, rng=rng)
         gaps = greedy_gaps(model, val_refs)
@@ -264,12 +278,31 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
     config = {"command": "python -m optimizers.rl.imitation " + " ".join(sys.argv[1:]),
               "references": str(refs_dir), "train_instances": len(train_refs), "validation_instances": len(val_refs),
               "rounds": rounds, "epochs": epochs, "hidden": hidden, "attention_layers": attention_layers,
-              "lr": lr, "seed": seed,
+              "lr": lr, "mirror": mirror, "betas": list(betas), "expert": expert, "seed": seed,
               "val_gap_mwkr_to_reference": round(float(mwkr), 4), "best_round": best[1],
               "best_val_gap_to_reference": round(best[0], 4), "history": history,
               "call": {"algo": "maskable_ppo", "env_id": ENV_ID, "env_kwargs": model.twinopt_config["env_kwargs"]}}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out / "model.zip"
+
+
+def lookahead_expert(engine: JobShopEngine, ref_starts: np.ndarray) -> int:
+    """A stronger expert off the reference's trajectory: try every candidate, finish each copy
+    with :func:`expert_action`, keep the candidate with the shortest makespan (the reference's own
+    choice on ties). On the reference trajectory it is at least as good as the reference."""
+    default = expert_action(engine, ref_starts)
+    best, best_makespan = default, np.inf
+    for c in [default] + [int(c) for c in engine.candidates if c != default]:
+        trial = engine.copy()
+        trial.dispatch(c)
+        while not trial.done:
+            trial.dispatch(expert_action(trial, ref_starts))
+        if trial.makespan_lb < best_makespan:
+            best, best_makespan = c, trial.makespan_lb
+    return best
+
+
+EXPERTS = {"reference": expert_action, "lookahead": lookahead_expert}
 
 
 def _cli(argv: list[str] | None = None) -> int:
@@ -289,13 +322,17 @@ def _cli(argv: list[str] | None = None) -> int:
     c.add_argument("--hidden", type=int, default=128)
     c.add_argument("--attention", type=int, default=0, help="transformer layers over the job rows")
     c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--mirror", action="store_true", help="add the time-reversed twin of every training reference")
+    c.add_argument("--betas", default=None, help="comma-separated expert share per round (overrides --rounds)")
+    c.add_argument("--expert", default="reference", choices=sorted(EXPERTS))
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--validation", type=int, default=40)
     c.add_argument("--limit", type=int, default=None, help="use only the first N references")
     args = parser.parse_args(argv)
     if args.cmd == "clone":
         clone(args.refs, args.out, args.rounds, args.epochs, args.hidden, args.seed, args.validation, args.limit,
-              args.attention, args.lr)
+              args.attention, args.lr, args.mirror,
+              tuple(float(b) for b in args.betas.split(",")) if args.betas else None, args.expert)
     elif args.cmd == "references":
         make_references(args.count, args.seed, args.out, args.deterministic_seconds, *args.size)
     return 0
