@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from optimizers.recommendation import Provenance, Recommendation
-from twins.energy import BUSY
 from twins.errors import InputError
 from twins.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
 from twins.kpi import line_kpis, station_kpis
@@ -187,7 +186,6 @@ def _replication(scenario: Scenario, n_jobs: int, seed: int, replication: int,
     makespan = _run_until_done(scenario, n_jobs, seed, replication)
     # same seed and replication ⇒ the same run again, observed over exactly [0, makespan]
     line = Line(scenario, seed, replication, trace=instance is not None)
-    starts = _watch_operation_starts(line) if instance is not None else None
     for p in scenario.products:
         line.release(p.name, 1)
     s0 = line.snapshot()
@@ -195,50 +193,17 @@ def _replication(scenario: Scenario, n_jobs: int, seed: int, replication: int,
     s1 = line.snapshot()
     kpis = line_kpis(line, s0, s1)
     kpis["makespan"] = makespan
-    realized = realized_schedule(instance, scenario, starts, line.trace) if instance is not None else None
+    realized = realized_schedule(instance, scenario, line.op_trace) if instance is not None else None
     return Replication(replication, kpis, station_kpis(line, s0, s1)), realized
 
 
-def _watch_operation_starts(line: Line) -> list[tuple[str, int, float]]:
-    """Record (station, product index, time) whenever a machine of ``line`` starts an operation.
-
-    A machine draws an operation's process time exactly when it starts the operation, so the
-    recorder wraps the machines' process-time samplers (before the line runs) and observes the
-    job each machine actually took — independent of the sequence it was given."""
-    log: list[tuple[str, int, float]] = []
-    env = line.env
-
-    def watch(station: str, product: int, sampler):
-        for x in sampler:
-            log.append((station, product, env.now))
-            yield x
-
-    for m in line.machines:
-        m.proc_samplers = [None if s is None else watch(m.station.name, i, s) for i, s in enumerate(m.proc_samplers)]
-    return log
-
-
-def realized_schedule(instance: Instance, scenario: Scenario, starts: list[tuple[str, int, float]],
-                      trace: list[tuple], name: str = "") -> Schedule:
-    """The operations the twin executed: who started when on which machine (``starts``), ending
-    with the last busy period before the machine's next start (breakdowns in between included)."""
-    busy_end: dict[str, list[tuple[float, float]]] = {}
-    for station, state, t0, t1 in trace:
-        if state == BUSY:
-            busy_end.setdefault(station, []).append((t0, t1))
-    ops = []
-    by_station: dict[str, list[tuple[int, float]]] = {}
-    for station, product, t in starts:
-        by_station.setdefault(station, []).append((product, t))
-    for station, seq in by_station.items():
-        pieces = sorted(busy_end.get(station, []))
-        m = int(station[1:])
-        for k, (product, t) in enumerate(seq):
-            nxt = seq[k + 1][1] if k + 1 < len(seq) else math.inf
-            ends = [t1 for t0, t1 in pieces if t <= t0 < nxt]
-            end = max(ends) if ends else t  # a zero-length operation leaves no busy period
-            job_route = scenario.products[product].route
-            ops.append(ScheduledOperation(t, end, product, job_route.index(station), m))
+def realized_schedule(instance: Instance, scenario: Scenario, op_trace: list[tuple], name: str = "") -> Schedule:
+    """The operations the twin executed, from its operation trace: which job each machine
+    processed, from when to when (repairs during an operation included)."""
+    index = {p.name: i for i, p in enumerate(scenario.products)}
+    ops = [ScheduledOperation(t0, t1, index[product], scenario.products[index[product]].route.index(station),
+                              int(station[1:]))
+           for _machine, station, product, t0, t1 in op_trace]
     return Schedule(instance.name, ops, solver=name, status="replayed")
 
 

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         doc = (module.__doc__ or "").strip().splitlines()
-        p = sub.add_parser(name, help=doc[0] if doc else None, description=(module.__doc__ or "").strip(),
+        p = sub.add_parser(name, help=doc[0].replace("%", "%%") if doc else None, description=(module.__doc__ or "").strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_main=module.main)

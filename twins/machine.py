@@ -218,6 +218,7 @@ class Machine:
                         yield from self._work(d, SETUP)
                 self.family = fam
             # process
+            t_start = env._now
             pt = next(samplers[part.product.index]) * st.factor
             if self.op_modes:
                 yield from self._busy_with_op_failures(pt)
@@ -232,6 +233,8 @@ class Machine:
                     yield from self._work(remaining, BUSY)
             st.ops += 1
             st.ideal += part.product.ideal[st.index]
+            if self.trace is not None:
+                line.op_trace.append((self.name, st.name, part.product.name, t_start, env._now))
             # quality
             if st.p_bad > 0.0:
                 u = next(self.quality)

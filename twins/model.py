@@ -95,6 +95,8 @@ class Line:
         self.horizon = scenario.horizon.length
         self.trace: list | None = [] if trace else None
         self.part_trace: list | None = [] if trace else None
+        #: with ``trace``: (machine, station, product, start, end) of every operation's processing
+        self.op_trace: list | None = [] if trace else None
         # cumulative line counters
         self.arrivals = self.lost = self.good = self.scrapped = 0
         self.wip, self.wip_area, self.t_wip = 0, 0.0, 0.0

@@ -11,7 +11,7 @@ examples:
   twinopt recommend setpoints scenarios/glue_dispensing.yaml --budget 60 --out out/setpoints.json
   twinopt recommend schedule ft06 --solver cpsat --time-limit 10 --out out/ft06.json
   twinopt recommend schedule ta001 --format taillard --solver ig --cv 0.1 --replications 20 --out out/ta001.json
-  twinopt recommend energy scenarios/smt_line.yaml --station reflow --out out/energy.json
+  twinopt recommend energy scenarios/smt_reflow_energy.yaml --target 1500 --out out/energy.json
 """
 from __future__ import annotations
 
@@ -108,20 +108,9 @@ def _schedule(args: argparse.Namespace):
 
 
 def _energy(args: argparse.Namespace):
-    import importlib
-
-    from twins.errors import InputError
+    from optimizers.energy_plan import recommend_energy_plan as plan
     from twins.loader import load_scenario
 
-    try:
-        module = importlib.import_module("optimizers.energy_plan")
-    except ModuleNotFoundError as err:
-        if err.name != "optimizers.energy_plan":
-            raise
-        raise InputError("energy plans are not available yet (optimizers/energy_plan.py is missing)") from None
-    plan = getattr(module, "recommend_energy_plan", None)
-    if plan is None:
-        raise InputError("energy plans are not available yet (optimizers.energy_plan has no recommend_energy_plan)")
     scenario = load_scenario(args.scenario, args.overrides)
     options = {k: v for k, v in (("station", args.station), ("target", args.target), ("slot", args.slot),
                                  ("time_limit", args.time_limit), ("replications", args.replications))
