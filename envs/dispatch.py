@@ -46,11 +46,16 @@ Rendering
     returns a plotly Gantt chart; :meth:`DispatchEnv.schedule` returns the (partial) schedule as a
     :class:`~twins.schedule.Schedule` that ``check_schedule`` can verify.
 
-Extension seam
-    The env only talks to its engine through the protocol documented in
-    :mod:`envs.jobshop_engine`. A dynamic mode (orders released by the twin, due dates,
-    breakdowns) is another engine implementing that protocol, chosen in :meth:`_make_engine`;
-    ``step()`` and the spaces stay as they are.
+Dynamic mode (``scenario=…``)
+    With ``scenario="dynamic_jobshop"`` (a shipped name, a YAML path or a Scenario whose stations
+    have ``dispatch: external``) the decisions come from the SimPy twin instead: orders arrive at
+    random with due dates, machines break down, and whenever a freed machine has two or more
+    parts waiting the agent chooses one. The ``slots`` oldest waiting parts are the rows of the
+    observation (columns :data:`envs.dynamic_engine.FEATURES`), the action is a slot, the mask
+    marks occupied slots, and the reward is ``-(tardiness accrued until the next decision) / S``
+    (S: mean nominal process time), so an episode's return is minus the total tardiness in units
+    of S. Each ``reset(seed=…)`` seeds the twin's random streams from the env's generator. See
+    :mod:`envs.dynamic_engine`.
 """
 from __future__ import annotations
 
@@ -59,6 +64,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from envs import dynamic_engine
 from envs.jobshop_engine import FEATURES, MODES, N_FEATURES, JobShopEngine, random_instance
 from twins.errors import InputError
 from twins.instances import JobShopInstance, load_instance
@@ -75,13 +81,27 @@ class DispatchEnv(gym.Env):
 
     def __init__(self, instance: str | JobShopInstance | None = None, n_jobs: int = 15,
                  n_machines: int = 15, durations: tuple[int, int] = (1, 99), mode: str = "active",
-                 skip_forced: bool = False, render_mode: str | None = None):
+                 skip_forced: bool = False, render_mode: str | None = None, scenario=None, slots: int = 10):
         if mode not in MODES:
             raise InputError(f"unknown dispatch mode {mode!r}; choose one of {', '.join(MODES)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise InputError(f"unknown render mode {render_mode!r}; choose one of {self.metadata['render_modes']}")
         self.mode, self.skip_forced, self.render_mode = mode, bool(skip_forced), render_mode
         self.durations = (int(durations[0]), int(durations[1]))
+        self._scenario = None
+        if scenario is not None:  # dynamic mode: decisions from the twin
+            from envs.parameter import resolve_scenario
+
+            self._scenario = resolve_scenario(scenario)
+            self.engine = dynamic_engine.TwinDispatchEngine(self._scenario, slots)  # validates the scenario
+            self.n_jobs, self.n_machines = int(slots), len(self._scenario.stations)
+            self.action_space = gym.spaces.Discrete(self.n_jobs)
+            self.observation_space = gym.spaces.Box(-OBS_BOUND, OBS_BOUND,
+                                                    shape=(self.n_jobs * dynamic_engine.N_FEATURES,),
+                                                    dtype=np.float32)
+            self.feature_names = dynamic_engine.FEATURES
+            self._pending = 0.0
+            return
         self._fixed = _as_instance(instance) if instance is not None else None
         if self._fixed is not None:
             n_jobs, n_machines = self._fixed.n_jobs, self._fixed.n_machines
@@ -100,6 +120,9 @@ class DispatchEnv(gym.Env):
         """Start an episode. ``options={"instance": name | JobShopInstance}`` switches to that
         instance (same ``n_jobs``) for this and later episodes."""
         super().reset(seed=seed)
+        if self._scenario is not None:
+            self.engine.reset(int(self.np_random.integers(2**31 - 1)))
+            return self.engine.observation().reshape(-1), {"action_mask": self.engine.mask, **self.engine.info()}
         if options and options.get("instance") is not None:
             inst = _as_instance(options["instance"])
             if inst.n_jobs != self.n_jobs:
@@ -117,6 +140,14 @@ class DispatchEnv(gym.Env):
         invalid = not (0 <= a < self.n_jobs and eng.mask[a])
         if invalid:
             a = int(eng.mask.argmax())
+        if self._scenario is not None:
+            cost = eng.dispatch(a) if not eng.done else 0.0
+            info = {"action_mask": eng.mask, **eng.info()}
+            if invalid:
+                info["invalid_action"] = True
+            if eng.done:
+                info["tardiness"] = info["tardiness_so_far"]
+            return eng.observation().reshape(-1), -cost / eng.scale, eng.done, False, info
         increase = eng.dispatch(a) + self._skip() + self._pending
         self._pending = 0.0
         info = {"action_mask": eng.mask, "makespan_lb": eng.makespan_lb}
@@ -131,6 +162,8 @@ class DispatchEnv(gym.Env):
         return self.engine.mask
 
     def render(self):
+        if self.render_mode == "ansi" and self._scenario is not None:
+            return ", ".join(f"{k} {v:g}" for k, v in self.engine.info().items())
         if self.render_mode == "ansi":
             return self._ansi()
         return None
@@ -143,6 +176,8 @@ class DispatchEnv(gym.Env):
 
     def schedule(self, solver: str = "dispatch-env") -> Schedule:
         """The operations dispatched so far as a :class:`Schedule` (complete once terminated)."""
+        if self._scenario is not None:
+            raise InputError("schedule() describes static instances; in dynamic mode see figure()")
         eng = self.engine
         ops = [ScheduledOperation(*row) for row in eng.schedule_rows()]
         status = "heuristic" if eng.done else "partial"
@@ -151,7 +186,10 @@ class DispatchEnv(gym.Env):
 
     def figure(self, title: str | None = None):
         """Plotly Gantt chart of the current (partial) schedule: one row per machine, one colour
-        per job, hover shows job/op/start/end. Returns a ``plotly.graph_objects.Figure``."""
+        per job, hover shows job/op/start/end. Returns a ``plotly.graph_objects.Figure``.
+        In dynamic mode: the twin's operations so far, one colour per product."""
+        if self._scenario is not None:
+            return self.engine.figure(title)
         return gantt_figure(self.schedule(), title=title)
 
     # -- internals ----------------------------------------------------------------------------

@@ -67,7 +67,7 @@ class TwinDispatchEngine:
 
     # -- protocol -------------------------------------------------------------------------------
     def reset(self, seed: int = 0) -> None:
-        self.line = Line(self.scenario, seed=seed)
+        self.line = Line(self.scenario, seed=seed, trace=True)
         self.decisions = 0
         self._closed = 0.0  # tardiness of completed orders
         self._n_completed = 0
@@ -167,3 +167,20 @@ class TwinDispatchEngine:
     def info(self) -> dict[str, float]:
         return {"tardiness_so_far": self.accrued_tardiness(), "decisions": float(self.decisions),
                 "time": float(self.line.env.now), "good_units": float(self.line.good)}
+
+    def figure(self, title: str | None = None):
+        """Plotly Gantt chart of the operations the twin has processed so far (one colour per product)."""
+        import plotly.graph_objects as go
+        from plotly.colors import qualitative
+
+        fig = go.Figure()
+        products = [p.name for p in self.scenario.products]
+        for k, name in enumerate(products):
+            ops = [o for o in self.line.op_trace if o[2] == name]
+            fig.add_trace(go.Bar(x=[o[4] - o[3] for o in ops], base=[o[3] for o in ops], y=[o[0] for o in ops],
+                                 orientation="h", name=name, marker_color=qualitative.Dark24[k % 24]))
+        fig.update_layout(barmode="overlay", xaxis_title=f"time [{self.scenario.time_unit}]", yaxis_title="machine",
+                          title=title or f"{self.scenario.name}: {self.decisions} decisions, "
+                                         f"tardiness so far {self.accrued_tardiness():g}")
+        return fig
+

@@ -84,9 +84,10 @@ def lor(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np
     return engine.remaining_ops[cand]
 
 
-@register("edd", f"earliest due date, due = {EDD_FACTOR} x total work")
+@register("edd", f"earliest due date (static instances: due = {EDD_FACTOR} x total work)")
 def edd(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return EDD_FACTOR * engine.total_work[cand]
+    due = getattr(engine, "due", None)  # the dynamic (twin) engine knows the orders' real due dates
+    return due[cand] if due is not None else EDD_FACTOR * engine.total_work[cand]
 
 
 @register("random", "uniformly random candidate")

@@ -69,8 +69,11 @@ def _dispatch_rule(name: str) -> Baseline:
     def baseline(env: gym.Env, seed: int) -> dict[str, float]:
         # A rule builds its schedule in its own (non-delay) candidate mode on the episode's
         # instance; the return is what the env would have paid for that makespan.
-        from optimizers.heuristics.rules import schedule_with_rule
+        from optimizers.heuristics.rules import choose, get_rule, schedule_with_rule
 
+        if getattr(env.unwrapped, "_scenario", None) is not None:  # dynamic mode: the rule decides step by step
+            rule, rng = get_rule(name), np.random.default_rng(seed)
+            return run_episode(env, seed, lambda obs, info: choose(rule, env.unwrapped.engine, rng))
         env.reset(seed=seed)
         engine = env.unwrapped.engine
         makespan = schedule_with_rule(engine.instance, name).makespan
