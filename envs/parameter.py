@@ -3,10 +3,16 @@
 Each step applies setpoints to the line twin for the next ``interval`` (scenario time units) and
 returns what happened in it.
 
-* **Action** — ``Box(-1, 1, (n,))``, one entry per process parameter, mapped linearly onto the
-  parameter's ``[min, max]``. A parameter's ``max_step`` (rate limit) is enforced: a request
-  further than ``max_step`` from the current setpoint is clipped to it, and ``info["clipped"]``
-  lists the parameters that were (with requested and applied values).
+* **Action** — ``Box(-1, 1, (n,))``, one entry per process parameter. With
+  ``action_mode="absolute"`` (default) it is mapped linearly onto the parameter's ``[min, max]``;
+  a parameter's ``max_step`` (rate limit) is enforced: a request further than ``max_step`` from
+  the current setpoint is clipped to it, and ``info["clipped"]`` lists the parameters that were
+  (with requested and applied values). With ``action_mode="delta"`` the action is a change of
+  ``action × max_step`` (× a tenth of the range where no ``max_step`` is set): holding still is
+  0, moves respect the rate limit by construction, and only the bounds can clip. Incremental
+  setpoint changes are how operators adjust a running process, and they are much easier to
+  learn precisely than absolute targets (a Gaussian policy pushed to ±1 turns rate-limited
+  absolute targets into an oscillation).
 * **Observation** — ``Box(float32)``: the current setpoints scaled to [-1, 1]; then for the last
   interval, per station, utilization, blocked, starved and down fractions and the input buffer's
   mean queue length relative to its capacity (or to 10 when unlimited); then line throughput
@@ -59,7 +65,8 @@ class ParameterEnv(gym.Env):
 
     def __init__(self, scenario: str | Path | Scenario = "glue_dispensing", interval: float | None = None,
                  episode_steps: int | None = None, parameters: list[str] | None = None, objective: str = "margin",
-                 minimize: bool = False, reward_scale: float | None = None, random_start: bool = False):
+                 minimize: bool = False, reward_scale: float | None = None, random_start: bool = False,
+                 action_mode: str = "absolute"):
         self.scenario = resolve_scenario(scenario)
         sc = self.scenario
         self.params = [(st.name, p) for st in sc.stations for p in st.parameters
@@ -77,11 +84,15 @@ class ParameterEnv(gym.Env):
         self.episode_steps = int(episode_steps or max(1, round(window / self.interval)))
         if self.interval <= 0 or self.episode_steps < 1:
             raise InputError("interval and episode_steps must be positive")
+        if action_mode not in ("absolute", "delta"):
+            raise InputError(f"action_mode must be absolute or delta, got {action_mode!r}")
+        self.action_mode = action_mode
         self.objective, self.sign = objective, (-1.0 if minimize else 1.0)
         self.random_start = random_start
         self.low = np.array([p.min for _, p in self.params])
         self.high = np.array([p.max for _, p in self.params])
         self.max_step = np.array([p.max_step if p.max_step else np.inf for _, p in self.params])
+        self.delta_step = np.where(np.isfinite(self.max_step), self.max_step, (self.high - self.low) / 10)
         self.start = np.array([p.setpoint for _, p in self.params])
         # nominal bottleneck: units per time unit at nominal process times
         rates = []
@@ -104,7 +115,13 @@ class ParameterEnv(gym.Env):
 
     # -- helpers --------------------------------------------------------------------------------
     def to_action(self, setpoints: np.ndarray) -> np.ndarray:
-        """The action that requests ``setpoints`` (inverse of the action mapping)."""
+        """The action that requests ``setpoints`` (in delta mode: the largest allowed step towards them)."""
+        if self.action_mode == "delta":
+            return np.clip((np.asarray(setpoints, float) - self.current) / self.delta_step, -1, 1).astype(np.float32)
+        return self.scaled(setpoints)
+
+    def scaled(self, setpoints) -> np.ndarray:
+        """Setpoints scaled to [-1, 1] over their bounds."""
         return (2 * (np.asarray(setpoints, float) - self.low) / (self.high - self.low) - 1).astype(np.float32)
 
     def _apply(self, values: np.ndarray) -> None:
@@ -115,7 +132,7 @@ class ParameterEnv(gym.Env):
             self.line.set_parameters(station, vals)
 
     def _observe(self, kpis: dict[str, float], stations: dict[str, dict[str, float]]) -> np.ndarray:
-        feats = list(self.to_action(self.current))
+        feats = list(self.scaled(self.current))
         for st in self.scenario.stations:
             s = stations[st.name]
             feats += [0.0 if np.isnan(s[k]) else s[k] for k in STATION_FEATURES]
@@ -147,7 +164,10 @@ class ParameterEnv(gym.Env):
         if self.line is None:
             raise RuntimeError("call reset() before step()")
         a = np.clip(np.asarray(action, dtype=float).reshape(self.low.shape), -1.0, 1.0)
-        requested = self.low + (a + 1.0) / 2.0 * (self.high - self.low)
+        if self.action_mode == "delta":
+            requested = self.current + a * self.delta_step
+        else:
+            requested = self.low + (a + 1.0) / 2.0 * (self.high - self.low)
         applied = np.clip(requested, self.current - self.max_step, self.current + self.max_step)
         applied = np.clip(applied, self.low, self.high)
         clipped = {f"{s}.{p.name}": {"requested": float(r), "applied": float(v)}

@@ -115,3 +115,17 @@ def test_bad_configuration_is_an_input_error():
         ParameterEnv("glue_dispensing", parameters=["dispenser.speed_mm_s", "dispenser.flow"])
     with pytest.raises(InputError, match="no process parameters"):
         ParameterEnv("smt_line")
+
+
+def test_delta_actions_move_by_a_share_of_the_rate_limit():
+    env = ParameterEnv("glue_dispensing", action_mode="delta")
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.zeros(3, dtype=np.float32))
+    assert info["setpoints"] == pytest.approx({"dispenser.pressure_bar": 3.0, "dispenser.speed_mm_s": 30.0,
+                                               "dispenser.temperature_c": 40.0})
+    _, _, _, _, info = env.step(np.array([0.5, -1.0, 1.0], dtype=np.float32))
+    assert info["setpoints"] == pytest.approx({"dispenser.pressure_bar": 3.125, "dispenser.speed_mm_s": 25.0,
+                                               "dispenser.temperature_c": 42.0})
+    assert info["clipped"] == {}
+    with pytest.raises(InputError, match="action_mode"):
+        ParameterEnv("glue_dispensing", action_mode="relative")

@@ -97,8 +97,8 @@ _register_dispatch_rules()
 @register_baseline("twinopt/Parameter-v0", "default-setpoints")
 def default_setpoints(env: gym.Env, seed: int) -> dict[str, float]:
     """Keep the scenario's own setpoints for the whole episode (the as-is recipe)."""
-    hold = env.unwrapped.to_action(env.unwrapped.start)
-    return run_episode(env, seed, lambda obs, info: hold)
+    base = env.unwrapped
+    return run_episode(env, seed, lambda obs, info: base.to_action(base.start))
 
 
 @register_baseline("twinopt/Energy-v0", "always-on")
