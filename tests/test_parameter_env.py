@@ -129,3 +129,25 @@ def test_delta_actions_move_by_a_share_of_the_rate_limit():
     assert info["clipped"] == {}
     with pytest.raises(InputError, match="action_mode"):
         ParameterEnv("glue_dispensing", action_mode="relative")
+
+
+def test_shipped_glue_policy_moves_the_cell_onto_the_profitable_ridge():
+    from pathlib import Path
+
+    from optimizers.rl.train import load_model
+
+    policy = Path(envs.__file__).resolve().parent.parent / "optimizers" / "rl" / "policies" / "glue_dispensing.zip"
+    model = load_model(policy)
+    env = ParameterEnv("glue_dispensing", action_mode="delta")
+    obs, _ = env.reset(seed=7)
+    rewards = []
+    for _ in range(env.episode_steps):
+        action, _ = model.predict(obs, deterministic=True)
+        obs, r, _, _, info = env.step(action)
+        rewards.append(r)
+    sp = info["setpoints"]
+    # bead size relative to spec (the response model's ridge) within 3 %, and faster than today
+    bead = sp["dispenser.pressure_bar"] / 3 * np.exp(0.035 * (sp["dispenser.temperature_c"] - 40)) \
+        * 30 / sp["dispenser.speed_mm_s"]
+    assert abs(bead - 1) < 0.03 and sp["dispenser.speed_mm_s"] > 40
+    assert np.mean(rewards[8:]) > 1.15  # default setpoints earn ≈ 0.94 per interval
