@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,5 +186,3 @@ def compare(a: Scenario, b: Scenario, replications: int | None = None, seed: int
     rb = replicate(b, n, seed, workers=workers, progress=f"{b.name}: replications" if progress else False)
     return Comparison(ra, rb)
 
-
-Metric = Callable[[Replication], float]
