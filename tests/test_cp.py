@@ -94,6 +94,18 @@ def test_flexible_job_shop_uses_the_faster_alternative_when_it_pays():
     assert schedule.makespan == 5
 
 
+def test_cpsat_proves_brandimarte_mk01_optimal_and_bounds_mk02():
+    mk01 = load_instance("mk01", fmt="fjs")
+    assert (mk01.n_jobs, mk01.n_machines, mk01.n_operations) == (10, 6, 55)
+    schedule = cp.solve(mk01, time_limit=30, workers=2, seed=0)
+    assert check_schedule(mk01, schedule) == []
+    assert schedule.status == "optimal" and schedule.makespan == 40 == mk01.bounds.best_known
+    mk02 = load_instance("mk02", fmt="fjs")
+    schedule = cp.solve(mk02, time_limit=5, workers=2, seed=0)
+    assert check_schedule(mk02, schedule) == []
+    assert mk02.bounds.lower_bound <= schedule.lower_bound <= mk02.bounds.best_known <= schedule.makespan
+
+
 def test_checker_rejects_a_machine_outside_the_alternatives_and_a_wrong_duration():
     instance = FlexibleJobShopInstance("choice", ((((0, 9), (1, 2)),),), 3)
     on_wrong_machine = Schedule("choice", [ScheduledOperation(0, 2, 0, 0, 2)])

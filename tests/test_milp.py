@@ -12,7 +12,8 @@ import pytest
 from optimizers.milp import SolveResult, flowshop, jobshop, solve
 from twins.errors import InputError
 from twins.instances import FlowShopInstance, load_instance
-from twins.schedule import check_schedule, permutation_schedule
+from optimizers.solvers import solve_instance
+from twins.schedule import Schedule, ScheduledOperation, check_schedule, permutation_schedule, semi_active
 
 
 def test_highs_proves_ft06_optimal():
@@ -122,3 +123,15 @@ def test_any_installed_pyomo_solver_runs_by_name():
     assert result.status == "optimal" and result.solver == "appsi_highs"
     assert schedule.makespan == 55 == result.integer_bound
     assert check_schedule(instance, schedule) == []
+
+
+def test_solver_times_off_by_tolerance_are_repaired_to_the_semi_active_schedule():
+    inst = load_instance("ft06")
+    good = solve_instance(inst, "cpsat", time_limit=10, seed=0)
+    # nudge every start by a solver-tolerance hair: overlaps appear, sequences stay
+    nudged = [ScheduledOperation(o.start - 1e-5 * (o.job + 1), o.end - 1e-5 * (o.job + 1), o.job, o.op, o.machine)
+              for o in good.operations]
+    assert check_schedule(inst, Schedule("ft06", nudged))
+    repaired = Schedule("ft06", semi_active(inst, nudged))
+    assert check_schedule(inst, repaired) == []
+    assert repaired.makespan <= good.makespan

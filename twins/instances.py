@@ -22,7 +22,7 @@ from pathlib import Path
 
 from twins.errors import InputError
 
-#: Shipped public instances: scenarios/instances/{jssp,pfsp}/<name>.txt
+#: Shipped public instances: scenarios/instances/{jssp,pfsp,fjsp}/<name>.txt
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "instances"
 FORMATS = {"orlib": "jssp", "taillard": "pfsp", "fjs": "fjsp"}
 
@@ -40,14 +40,10 @@ class Bounds:
         return self.optimum if self.optimum is not None else self.upper_bound
 
 
-@dataclass(frozen=True)
-class JobShopInstance:
-    """A job shop: ``jobs[j][k] = (machine, duration)`` is job j's k-th operation (0-based)."""
+class _Jobs:
+    """Counting shared by the job-shop kinds (both hold ``jobs``, one tuple of operations per job)."""
 
-    name: str
-    jobs: tuple[tuple[tuple[int, int], ...], ...]
-    n_machines: int
-    bounds: Bounds = field(default_factory=Bounds)
+    jobs: tuple
 
     @property
     def n_jobs(self) -> int:
@@ -56,6 +52,16 @@ class JobShopInstance:
     @cached_property
     def n_operations(self) -> int:
         return sum(len(j) for j in self.jobs)
+
+
+@dataclass(frozen=True)
+class JobShopInstance(_Jobs):
+    """A job shop: ``jobs[j][k] = (machine, duration)`` is job j's k-th operation (0-based)."""
+
+    name: str
+    jobs: tuple[tuple[tuple[int, int], ...], ...]
+    n_machines: int
+    bounds: Bounds = field(default_factory=Bounds)
 
     def duration(self, job: int, op: int) -> int:
         return self.jobs[job][op][1]
@@ -107,7 +113,7 @@ class FlowShopInstance:
 
 
 @dataclass(frozen=True)
-class FlexibleJobShopInstance:
+class FlexibleJobShopInstance(_Jobs):
     """A flexible job shop: ``jobs[j][k]`` holds the alternatives ``(machine, duration)`` of job j's
     k-th operation (0-based); exactly one alternative is chosen, operations keep job order."""
 
@@ -115,14 +121,6 @@ class FlexibleJobShopInstance:
     jobs: tuple[tuple[tuple[tuple[int, int], ...], ...], ...]
     n_machines: int
     bounds: Bounds = field(default_factory=Bounds)
-
-    @property
-    def n_jobs(self) -> int:
-        return len(self.jobs)
-
-    @cached_property
-    def n_operations(self) -> int:
-        return sum(len(j) for j in self.jobs)
 
     @cached_property
     def trivial_lower_bound(self) -> int:

@@ -75,6 +75,35 @@ def permutation_schedule(instance: FlowShopInstance, permutation: list[int], **f
     return Schedule(instance.name, ops, permutation=list(permutation), **fields)
 
 
+def semi_active(instance: JobShopInstance, operations: list[ScheduledOperation]) -> list[ScheduledOperation]:
+    """The semi-active schedule with the same machine sequences as ``operations`` (each machine
+    keeps the order of their start times): every operation starts as soon as its job predecessor
+    and its machine predecessor have ended. Repairs solver output that violates constraints by
+    numerical tolerance; the makespan is at most that of any feasible schedule with these
+    sequences."""
+    jobs = instance.jobs
+    order: dict[int, list[ScheduledOperation]] = {}
+    for o in sorted(operations, key=lambda o: (o.start, o.job, o.op)):
+        order.setdefault(o.machine, []).append(o)
+    start: dict[tuple[int, int], float] = {}
+    changed, rounds = True, 0
+    while changed:  # longest paths in the (acyclic) precedence graph, by relaxation
+        changed, rounds = False, rounds + 1
+        if rounds > len(operations) + 1:
+            raise ValueError("machine sequences contradict the jobs' technological order (a cycle)")
+        for seq in order.values():
+            prev_end = 0.0
+            for o in seq:
+                key = (o.job, o.op)
+                job_ready = start.get((o.job, o.op - 1), 0.0) + jobs[o.job][o.op - 1][1] if o.op else 0.0
+                t = max(prev_end, job_ready)
+                if start.get(key, -1.0) < t:
+                    start[key], changed = t, True
+                prev_end = start[key] + jobs[o.job][o.op][1]
+    return [ScheduledOperation(start[(o.job, o.op)], start[(o.job, o.op)] + jobs[o.job][o.op][1], o.job, o.op,
+                               o.machine) for o in operations]
+
+
 def check_schedule(instance: JobShopInstance | FlowShopInstance | FlexibleJobShopInstance,
                    schedule: Schedule, tol: float = 1e-6) -> list[str]:
     """Every violation of the instance's constraints, as readable strings (empty list = feasible).

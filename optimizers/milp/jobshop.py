@@ -22,7 +22,7 @@ from __future__ import annotations
 import pyomo.environ as pyo
 
 from twins.instances import JobShopInstance
-from twins.schedule import Schedule, ScheduledOperation
+from twins.schedule import Schedule, ScheduledOperation, check_schedule, semi_active
 
 from .solve import SolveResult, require_solution
 
@@ -90,8 +90,14 @@ def extract_schedule(instance: JobShopInstance, model: pyo.ConcreteModel, result
         start = solver_time(model.start[j, k])
         machine, d = instance.jobs[j][k]
         ops.append(ScheduledOperation(start, start + d, j, k, machine))
-    return Schedule(instance.name, ops, solver="milp", status=result.status, seconds=result.seconds,
-                    lower_bound=result.integer_bound)
+    schedule = Schedule(instance.name, ops, solver="milp", status=result.status, seconds=result.seconds,
+                        lower_bound=result.integer_bound)
+    if check_schedule(instance, schedule):
+        # big-M constraints hold only up to the solver's feasibility tolerance; a time-limited
+        # incumbent can overlap by a hair: keep its machine sequences, recompute the times
+        schedule.operations = semi_active(instance, ops)
+        schedule.extra["repaired"] = "solver times violated constraints within tolerance; semi-active times"
+    return schedule
 
 
 def solver_time(var: pyo.Var, tol: float = 1e-6) -> float:

@@ -1,7 +1,7 @@
 """Schedule a job shop, flexible job shop or permutation flow shop instance (minimum makespan).
 
 INSTANCE is a file path or the name of a shipped instance (ft06, la01 … la20, ta01 … ta10 with
---format orlib; ta001 … ta010 with --format taillard). Solvers: cpsat (OR-Tools CP-SAT), milp
+--format orlib; ta001 … ta010 with --format taillard; mk01, mk02 with --format fjs). Solvers: cpsat (OR-Tools CP-SAT), milp
 (Pyomo model, HiGHS or --mip-solver NAME), neh and ig (flow shop heuristics), rule:<name>
 (dispatching rule), rl:<model path> (trained dispatching policy).
 
@@ -9,6 +9,7 @@ examples:
   twinopt schedule ft06 --solver cpsat
   twinopt schedule la01 --solver milp --time-limit 60 --json out/la01.json
   twinopt schedule ta001 --format taillard --solver ig --time-limit 2 --html out/ta001.html
+  twinopt schedule mk01 --format fjs
 """
 from __future__ import annotations
 
