@@ -49,7 +49,7 @@ def test_evaluation_compares_policy_and_rules_on_the_same_seeds(trained):
     ev = evaluate(trained, episodes=3, seed=5)  # env id and kwargs come from the model
     assert ev.seeds == [5, 6, 7]
     assert {POLICY, "mwkr", "spt", "fifo", "edd", "random"} <= set(ev.summary)
-    for name, rows in ev.episodes.items():
+    for rows in ev.episodes.values():
         assert len(rows) == 3 and all(r["makespan"] > 0 for r in rows)
     # same seeds -> same instances: a rule's makespan equals schedule_with_rule on that instance
     from envs.dispatch import DispatchEnv

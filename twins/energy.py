@@ -76,7 +76,7 @@ class Tariff(_Model):
     def _no_overlap(self):
         windows = sorted((a, b, p.name or str(i)) for i, p in enumerate(self.periods)
                          for a, b in _daily_windows(p.start, p.end))
-        for (a1, b1, n1), (a2, b2, n2) in zip(windows, windows[1:]):
+        for (_, b1, n1), (a2, _, n2) in zip(windows, windows[1:]):
             if a2 < b1:
                 raise ValueError(f"tariff periods {n1!r} and {n2!r} overlap")
         return self

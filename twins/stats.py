@@ -121,7 +121,7 @@ def replicate(scenario: Scenario, replications: int | None = None, seed: int = 0
     jobs = [(scenario, seed, r, sample_every if r < series_replications else None) for r in range(n)]
     results: list[Replication | None] = [None] * n
     desc = progress if isinstance(progress, str) else f"{scenario.name}: replications"
-    bar = tqdm(total=n, desc=desc, unit="rep", disable=not progress, leave=False)
+    bar = tqdm(total=n, desc=desc, unit="rep", disable=None if progress else True, leave=False)
     workers = default_workers(n) if workers is None else max(1, workers)
     try:
         if executor is None and workers == 1:
