@@ -1,9 +1,9 @@
 """Warm start for the job-shop dispatch policy: imitate near-optimal CP-SAT schedules.
 
-Reproduces ``optimizers/rl/policies/jss15x15.zip`` in three commands (see also
-``optimizers/rl/policies/README.md``)::
+Reproduces ``optimizers/rl/policies/jss15x15.zip`` in three commands (the exact options are in
+``optimizers/rl/policies/jss15x15.json``, under "reproduce")::
 
-    python -m optimizers.rl.imitation references --count 400 --seed 1000 --out runs/jss15_refs
+    python -m optimizers.rl.imitation references --count 300 --seed 1000 --out runs/jss15_refs
     python -m optimizers.rl.imitation clone --refs runs/jss15_refs --out runs/jss15_bc
     twinopt train twinopt/Dispatch-v0 --algo maskable_ppo --init runs/jss15_bc/model.zip ...
 
