@@ -92,7 +92,8 @@ def grid_search(scenario: Scenario, points_per_parameter: int | Mapping[str, int
     values = np.full(shape, np.nan)
     started = time.perf_counter()
     with Evaluator(scenario, objective, replications, seed, workers) as evaluate:
-        for index in tqdm(itertools.product(*(range(n) for n in shape)), total=total, disable=None if progress else True,
+        for index in tqdm(itertools.product(*(range(n) for n in shape)), total=total,
+                          disable=None if progress else True,
                           desc=f"{scenario.name}: grid {' × '.join(map(str, shape))}", unit="point"):
             sp: Setpoints = {}
             for d, a, i in zip(space, axes, index):

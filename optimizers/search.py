@@ -313,7 +313,8 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
     if warm_start:
         study.enqueue_trial({d.key: d.current for d in space})
     with Evaluator(scenario, objective, replications, sim_seed, workers) as evaluate:
-        bar = tqdm(total=budget, desc=f"{scenario.name}: {METHOD[sampler]}", unit="trial", disable=None if progress else True)
+        bar = tqdm(total=budget, desc=f"{scenario.name}: {METHOD[sampler]}", unit="trial",
+                   disable=None if progress else True)  # None: only on a terminal
         try:
             for _ in range(budget):
                 trial = study.ask(dists)
@@ -374,7 +375,8 @@ def _final_choice(evaluate: Evaluator, space: Sequence[Dimension], candidates: S
     """Re-simulate the baseline and the candidates with fresh, shared seeds; pick the highest
     lower confidence bound of the paired improvement."""
     base_sp = current_setpoints(space)
-    bar = tqdm(total=len(candidates) + 1, desc="final choice", unit="candidate", disable=None if progress else True, leave=False)
+    bar = tqdm(total=len(candidates) + 1, desc="final choice", unit="candidate",
+               disable=None if progress else True, leave=False)
     try:
         base = evaluate.results(base_sp, replications, seed)
         bar.update()

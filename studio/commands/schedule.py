@@ -1,9 +1,9 @@
 """Schedule a job shop, flexible job shop or permutation flow shop instance (minimum makespan).
 
 INSTANCE is a file path or the name of a shipped instance (ft06, la01 … la20, ta01 … ta10 with
---format orlib; ta001 … ta010 with --format taillard; mk01, mk02 with --format fjs). Solvers: cpsat (OR-Tools CP-SAT), milp
-(Pyomo model, HiGHS or --mip-solver NAME), neh and ig (flow shop heuristics), rule:<name>
-(dispatching rule), rl:<model path> (trained dispatching policy).
+--format orlib; ta001 … ta010 with --format taillard; mk01, mk02 with --format fjs). Solvers:
+cpsat (OR-Tools CP-SAT), milp (Pyomo model, HiGHS or --mip-solver NAME), neh and ig (flow shop
+heuristics), rule:<name> (dispatching rule), rl:<model path> (trained dispatching policy).
 
 examples:
   twinopt schedule ft06 --solver cpsat
