@@ -1,7 +1,10 @@
-"""docs/scenario.md documents every field of the scenario format, and its YAML examples parse."""
+"""docs/scenario.md documents every field of the scenario format, and its YAML examples parse;
+the README's Python examples run as printed."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 from conftest import ROOT
 
@@ -26,3 +29,12 @@ def test_yaml_examples_in_the_docs_parse():
     assert len(blocks) >= 10
     for block in blocks:
         parse_yaml(block, "docs/scenario.md")
+
+
+def test_readme_python_examples_run():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        done = subprocess.run([sys.executable, "-c", block], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"README example failed:\n{block}\n{done.stderr[-2000:]}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from optimizers.search import with_setpoints
 from twins.errors import InputError
 from twins.loader import scenario_from_data
 from twins.model import Line
@@ -154,6 +155,26 @@ def test_process_parameters_drive_cycle_time_yield_and_power(glue_data):
         line.set_parameters("dispenser", {"speed_mm_s": 61})
     with pytest.raises(InputError, match="unknown parameter"):
         line.set_parameters("dispenser", {"sped": 30})
+
+
+def test_oee_factors_follow_iso_22400_and_a_faster_recipe_raises_throughput_not_performance(glue_data):
+    # deterministic: 1 min per part, a failure after every 25 up-minutes repaired in 5, 10 % scrap
+    sc = line_of([{"name": "m", "process_time": 1.0, "scrap": 0.1,
+                   "breakdowns": [{"time_to_failure": 25.0, "repair_time": 5.0}]}], horizon=30_000)
+    m = run_replication(sc, seed=4).stations["m"]
+    assert m["availability"] == pytest.approx(25 / 30, abs=1e-3)
+    assert m["performance"] == pytest.approx(1.0, abs=1e-3)
+    assert m["quality"] == pytest.approx(0.9, abs=0.01)
+    assert m["oee"] == pytest.approx(m["availability"] * m["performance"] * m["quality"])
+    # the glue cell at a 27 % shorter cycle: more parts per hour, performance still ~1, OEE <= 1
+    default = scenario_from_data(glue_data)
+    faster = with_setpoints(default, {"dispenser": {"speed_mm_s": 45}})
+    slow, fast = run_replication(default, seed=1), run_replication(faster, seed=1)
+    assert fast.stations["dispenser"]["throughput"] > 1.3 * slow.stations["dispenser"]["throughput"]
+    for rep in (slow, fast):
+        d = rep.stations["dispenser"]
+        assert d["performance"] == pytest.approx(1.0, abs=0.02)
+        assert 0.0 < d["oee"] <= 1.0
 
 
 def test_fitted_response_from_recipe_rows(glue_data):

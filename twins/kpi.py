@@ -18,7 +18,10 @@ off time: off shift, breaks, planned stops, commanded off), ISO 22400-2:
   setup, blocked, down, starved (idle or standby while planned to work)  — with utilization they sum to 1
   off          planned off time / total machine time
   availability APT / PBT
-  performance  Σ planned run time per item × produced quantity / APT (ISO "effectiveness")
+  performance  Σ planned run time per item × produced quantity / APT (ISO "effectiveness"); the
+               planned run time of an item is the mean nominal process time × the cycle-time factor
+               of the setpoints in force (the recipe's planned rate), so a faster recipe raises
+               throughput, not performance, and performance stays near 1 without speed losses
   quality      good quantity / produced quantity (scrapped and reworked parts are not good)
   oee          availability × performance × quality
   queue_length time-average parts waiting in the input buffer

@@ -219,7 +219,8 @@ class Machine:
                 self.family = fam
             # process
             t_start = env._now
-            pt = next(samplers[part.product.index]) * st.factor
+            factor = st.factor  # the recipe in force when the operation starts
+            pt = next(samplers[part.product.index]) * factor
             if self.op_modes:
                 yield from self._busy_with_op_failures(pt)
             else:
@@ -232,7 +233,7 @@ class Machine:
                     yield from self._repair(irq.cause)
                     yield from self._work(remaining, BUSY)
             st.ops += 1
-            st.ideal += part.product.ideal[st.index]
+            st.ideal += part.product.ideal[st.index] * factor  # planned run time at that recipe
             if self.trace is not None:
                 line.op_trace.append((self.name, st.name, part.product.name, t_start, env._now))
             # quality

@@ -50,7 +50,7 @@ class StationRT:
         self.good = 0
         self.scrapped = 0
         self.reworked = 0
-        self.ideal = 0.0  # Σ nominal (planned) process time of completed operations
+        self.ideal = 0.0  # Σ planned process time (nominal mean × cycle-time factor) of completed operations
         self.wait_sum = 0.0  # Σ time from entering the buffer to starting on a machine
         self.started = 0
 
