@@ -95,6 +95,9 @@ def test_missing_file_and_bad_override_are_one_line_errors(tmp_path):
         r = run_cli("run", str(good), "-n", "1", "-q", "--set", override)
         assert r.returncode == 2, (override, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+        assert str(good) in r.stderr, r.stderr
+    r = run_cli("run", str(good), "-n", "1", "-q", "--set", "mill.feeed=50")
+    assert r.returncode == 2 and "station 'mill' has no parameter 'feeed' (parameters: feed" in r.stderr, r.stderr
 
 
 def test_cli_argument_errors_exit_2(tmp_path):

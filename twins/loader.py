@@ -140,7 +140,10 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     data, lines = parse_yaml(text, file)
     if isinstance(data, dict):
         for item in overrides:
-            apply_override(data, item)
+            try:
+                apply_override(data, item)
+            except ScenarioError as err:  # name the file the override was meant for
+                raise ScenarioError(err.msg, file, err.path, err.line) from None
     return scenario_from_data(data, file, lines)
 
 
@@ -169,6 +172,11 @@ def apply_override(data: dict, item: str) -> None:
             if param is not None:
                 param["value"] = value
                 return
+            if parts[0] not in data:  # station.parameter shorthand, but no such parameter
+                names = [p.get("name") for p in st.get("parameters") or [] if isinstance(p, dict)]
+                raise ScenarioError(f"--set {key}: station {parts[0]!r} has no parameter {parts[1]!r} "
+                                    f"(parameters: {', '.join(map(str, names)) or 'none'}); "
+                                    f"other station fields: stations.{parts[0]}.<field>=value")
     cur: Any = data
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
