@@ -29,7 +29,7 @@ import envs  # noqa: F401  (registers twinopt/*)
 from envs.parameter import ParameterEnv
 from optimizers.grid import grid_search
 from optimizers.rl.train import load_model
-from optimizers.search import with_setpoints
+from optimizers.setpoints import with_setpoints
 from twins.loader import load_scenario
 from twins.stats import compare
 

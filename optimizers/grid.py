@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from optimizers.search import Dimension, Evaluator, Setpoints, search_space
+from optimizers.setpoints import Dimension, Evaluator, Setpoints, search_space
 from twins.errors import InputError
 from twins.spec import Scenario
 

@@ -19,7 +19,8 @@ Trial 0 is the as-is operating point (``warm_start``). Samplers: ``tpe`` (optuna
 TPE), ``cmaes`` (optuna's CMA-ES; with a single parameter optuna falls back to random sampling),
 ``random`` (uniform random search, the baseline).
 Everything is seeded: same arguments ⇒ same trials and the same recommendation, whatever the
-number of worker processes. :mod:`optimizers.grid` holds the exhaustive grid search.
+number of worker processes. :mod:`optimizers.grid` holds the exhaustive grid search,
+:mod:`optimizers.setpoints` the search space and the CRN evaluator both use.
 
 Cost: a trial costs ``R`` replications of the scenario's own horizon. The defaults (R = 5, the
 final 6 × 20) keep the glue cell in seconds to minutes: one 8 h shift replication is about 30 ms,
@@ -33,7 +34,6 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,145 +42,17 @@ import optuna
 from tqdm.auto import tqdm
 
 from optimizers.recommendation import Provenance, Recommendation
+from optimizers.setpoints import (MAX_SEED, Dimension, Evaluator, Setpoints, check_objective, current_setpoints,
+                                  search_space)
 from twins.errors import InputError
-from twins.kpi import LINE_UNITS, units
 from twins.spec import Scenario
-from twins.stats import Comparison, Results, confidence_interval, replicate
+from twins.stats import Comparison, confidence_interval
 
 SAMPLERS = ("tpe", "cmaes", "random")
 METHOD = {"tpe": "optuna-tpe", "cmaes": "optuna-cmaes", "random": "random-search"}
-ORDER_KPIS = ("tardiness", "tardy_fraction", "orders_completed")
 #: Line KPIs for which more is better; for every other KPI minimizing is the natural direction.
 MAXIMIZED_KPIS = ("margin", "throughput", "good_units", "orders_completed")
 Direction = Literal["maximize", "minimize"]
-#: largest master seed: optuna's samplers take 32-bit seeds and the final replays use seed + 1
-MAX_SEED = 2**32 - 2
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One searched process parameter: ``station.name`` within ``[low, high]`` (``unit``)."""
-
-    station: str
-    name: str
-    low: float
-    high: float
-    unit: str
-    current: float  # the scenario's setpoint (the as-is operating point)
-
-    @property
-    def key(self) -> str:
-        return f"{self.station}.{self.name}"
-
-
-Setpoints = dict[str, dict[str, float]]  # station -> parameter -> value
-
-
-def search_space(scenario: Scenario, params: Sequence[str] | None = None) -> list[Dimension]:
-    """The parameters to search: all stations' parameters, or the named ``station.parameter`` ones.
-
-    Raises:
-        InputError: a name that is not ``station.parameter`` of this scenario, or nothing to search.
-    """
-    every = [Dimension(st.name, p.name, float(p.min), float(p.max), p.unit, float(p.setpoint))
-             for st in scenario.stations for p in st.parameters]
-    if not params:
-        if not every:
-            raise InputError(f"scenario {scenario.name!r} has no process parameters to search")
-        return every
-    by_key = {d.key: d for d in every}
-    chosen: list[Dimension] = []
-    for name in params:
-        name = name.strip()
-        if name not in by_key:
-            known = ", ".join(by_key) or "none"
-            raise InputError(f"unknown parameter {name!r}: give station.parameter (parameters: {known})")
-        if by_key[name] not in chosen:
-            chosen.append(by_key[name])
-    return chosen
-
-
-def with_setpoints(scenario: Scenario, setpoints: Mapping[str, Mapping[str, float]]) -> Scenario:
-    """A copy of ``scenario`` whose parameters run at ``setpoints`` (the original is untouched).
-
-    Raises:
-        InputError: unknown station or parameter, or a value outside the parameter's bounds.
-    """
-    stations = list(scenario.stations)
-    for station, values in setpoints.items():
-        idx = next((i for i, s in enumerate(stations) if s.name == station), None)
-        if idx is None:
-            raise InputError(f"unknown station {station!r}")
-        st = stations[idx]
-        params = list(st.parameters)
-        for name, v in values.items():
-            k = next((i for i, p in enumerate(params) if p.name == name), None)
-            if k is None:
-                raise InputError(f"{station}: unknown parameter {name!r}")
-            p = params[k]
-            if not (p.min <= float(v) <= p.max):
-                raise InputError(f"{station}.{name}: {v} is outside the bounds [{p.min}, {p.max}] {p.unit}".rstrip())
-            params[k] = p.model_copy(update={"value": float(v)})
-        stations[idx] = st.model_copy(update={"parameters": params})
-    return scenario.model_copy(update={"stations": stations})
-
-
-def current_setpoints(space: Sequence[Dimension]) -> Setpoints:
-    out: Setpoints = {}
-    for d in space:
-        out.setdefault(d.station, {})[d.name] = d.current
-    return out
-
-
-def check_objective(scenario: Scenario, objective: str) -> str:
-    """The unit of line KPI ``objective``; :class:`InputError` when the scenario has no such KPI."""
-    has_orders = any(src.kind == "orders" for src in scenario.sources)
-    known = [k for k in LINE_UNITS if has_orders or k not in ORDER_KPIS]
-    if objective not in known:
-        raise InputError(f"unknown KPI {objective!r} (line KPIs: {', '.join(known)})")
-    return units(scenario)[0][objective]
-
-
-class Evaluator:
-    """Scores setpoints in the twin: the objective KPI of ``replications`` replications under one
-    master ``seed`` (common random numbers across calls). ``workers > 1`` keeps one process pool
-    for all calls; results do not depend on it. Use as a context manager (closes the pool)."""
-
-    def __init__(self, scenario: Scenario, objective: str, replications: int, seed: int, workers: int = 1):
-        if replications < 1:
-            raise InputError(f"replications must be ≥ 1, got {replications}")
-        if not 0 <= seed <= MAX_SEED + 1:
-            raise InputError(f"seed must be an integer in 0..{MAX_SEED}, got {seed}")
-        check_objective(scenario, objective)
-        self.scenario, self.objective, self.replications, self.seed = scenario, objective, replications, seed
-        self.pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-        self.evaluations = 0  # setpoint evaluations (trials)
-        self.simulated = 0  # replications simulated in total
-
-    def results(self, setpoints: Mapping[str, Mapping[str, float]], replications: int | None = None,
-                seed: int | None = None) -> Results:
-        """All KPIs of the replications at ``setpoints``."""
-        n = replications or self.replications
-        res = replicate(with_setpoints(self.scenario, setpoints), n, self.seed if seed is None else seed,
-                        workers=1, executor=self.pool)
-        self.simulated += n
-        return res
-
-    def __call__(self, setpoints: Mapping[str, Mapping[str, float]]) -> np.ndarray:
-        """The objective KPI per replication (search seed and replication count)."""
-        self.evaluations += 1
-        return self.results(setpoints).values(self.objective)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
-            self.pool = None
-
-    def __enter__(self) -> "Evaluator":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from conftest import SCENARIOS
 from optimizers.grid import grid_search
 from optimizers.recommendation import Recommendation
-from optimizers.search import SAMPLERS, Evaluator, parameter_search, search_space, with_setpoints, write_html
+from optimizers.search import SAMPLERS, parameter_search, write_html
+from optimizers.setpoints import Evaluator, search_space, with_setpoints
 from twins.errors import InputError
 from twins.loader import load_scenario, scenario_from_data
 

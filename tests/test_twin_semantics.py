@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from optimizers.search import with_setpoints
+from optimizers.setpoints import with_setpoints
 from twins.errors import InputError
 from twins.loader import scenario_from_data
 from twins.model import Line

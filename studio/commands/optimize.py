@@ -51,7 +51,8 @@ def run_search(args: argparse.Namespace, out: str | None):
     """Validate the options, run the search, print a summary, write ``out`` and ``--html``."""
     import optuna
 
-    from optimizers.search import MAXIMIZED_KPIS, check_objective, parameter_search, write_html
+    from optimizers.search import MAXIMIZED_KPIS, parameter_search, write_html
+    from optimizers.setpoints import check_objective
     from studio.output import check_writable
     from twins.errors import InputError
     from twins.loader import load_scenario
