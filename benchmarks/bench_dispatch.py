@@ -16,8 +16,8 @@ import numpy as np
 
 from optimizers.heuristics.rules import RULES, schedule_with_rule
 from optimizers.rl.dispatch import SHIPPED_POLICY, schedule_with_policy
-from twins.instances import load_instance
-from twins.schedule import check_schedule
+from twins.jobshop.instances import load_instance
+from twins.jobshop.schedule import check_schedule
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401  (registers twinopt/*)
-from twins.instances import resolve_instance_path
+from twins.jobshop.instances import resolve_instance_path
 
 
 def drive(reset, step, mask, seconds: float, rng: np.random.Generator) -> tuple[float, float]:

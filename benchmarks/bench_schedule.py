@@ -32,8 +32,8 @@ from optimizers import cp
 from optimizers.heuristics.iterated_greedy import iterated_greedy
 from optimizers.heuristics.neh import neh
 from optimizers.milp import jobshop, solve
-from twins.instances import load_instance
-from twins.schedule import check_schedule
+from twins.jobshop.instances import load_instance
+from twins.jobshop.schedule import check_schedule
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {}
 

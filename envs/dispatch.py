@@ -3,7 +3,7 @@
 Problem
     A static job shop in OR-Library form (``jobs[j][k] = (machine, duration)``), minimise the
     makespan. Either a fixed instance (``instance="ta01"``, a file path or a
-    :class:`~twins.instances.JobShopInstance`) or, with ``instance=None``, a fresh random
+    :class:`~twins.jobshop.instances.JobShopInstance`) or, with ``instance=None``, a fresh random
     instance of the size family ``n_jobs x n_machines`` at every reset (Taillard-style: integer
     durations uniform on ``durations``, random machine orders), drawn from the env's seeded
     ``np_random`` so ``reset(seed=s)`` reproduces the episode.
@@ -44,7 +44,7 @@ Reward
 Rendering
     ``render_mode="ansi"`` returns the machine sequences as text; :meth:`DispatchEnv.figure`
     returns a plotly Gantt chart; :meth:`DispatchEnv.schedule` returns the (partial) schedule as a
-    :class:`~twins.schedule.Schedule` that ``check_schedule`` can verify.
+    :class:`~twins.jobshop.schedule.Schedule` that ``check_schedule`` can verify.
 
 Dynamic mode (``scenario=…``)
     With ``scenario="dynamic_jobshop"`` (a shipped name, a YAML path or a Scenario whose stations
@@ -65,10 +65,12 @@ import gymnasium as gym
 import numpy as np
 
 from envs import dynamic_engine
-from envs.jobshop_engine import FEATURES, MODES, N_FEATURES, JobShopEngine, random_instance
+from envs.jobshop_engine import FEATURES, MODES, N_FEATURES, JobShopEngine
 from twins.errors import InputError
-from twins.instances import JobShopInstance, load_instance
-from twins.schedule import Schedule, ScheduledOperation
+from twins.jobshop.gantt import gantt_figure
+from twins.jobshop.generate import random_instance
+from twins.jobshop.instances import JobShopInstance, load_instance
+from twins.jobshop.schedule import Schedule, ScheduledOperation
 
 #: Observation bound: every feature is a time or work ratio at most the number of operations.
 OBS_BOUND = 1e6
@@ -230,24 +232,3 @@ def _as_instance(instance: str | JobShopInstance) -> JobShopInstance:
     if inst.n_operations == 0:
         raise InputError(f"instance {inst.name} has no operations")
     return inst
-
-
-def gantt_figure(schedule: Schedule, title: str | None = None):
-    """A plotly Gantt chart (horizontal bars, machines on the y axis) of any job-shop schedule."""
-    import plotly.graph_objects as go
-    from plotly.colors import qualitative
-
-    palette = qualitative.Dark24 + qualitative.Light24
-    fig = go.Figure()
-    jobs = sorted({o.job for o in schedule.operations})
-    for j in jobs:
-        ops = [o for o in schedule.operations if o.job == j]
-        fig.add_trace(go.Bar(
-            x=[o.end - o.start for o in ops], base=[o.start for o in ops], y=[f"M{o.machine}" for o in ops],
-            orientation="h", name=f"job {j}", marker_color=palette[j % len(palette)],
-            customdata=[(o.op, o.start, o.end) for o in ops],
-            hovertemplate=f"job {j}" + " op %{customdata[0]}<br>%{customdata[1]}–%{customdata[2]}<extra></extra>"))
-    fig.update_layout(barmode="overlay", xaxis_title="time", yaxis_title="machine",
-                      title=title or f"{schedule.instance} — makespan {schedule.makespan:g}",
-                      yaxis={"categoryorder": "category descending"})
-    return fig

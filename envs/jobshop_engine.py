@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twins.instances import Bounds, JobShopInstance
+from twins.jobshop.instances import JobShopInstance
 
 #: Column names of :meth:`JobShopEngine.observation`, one row per job. Times are relative to the
 #: decision time ``T`` (earliest start on the freed machine) and divided by ``S`` (the instance's
@@ -67,17 +67,6 @@ FEATURES = (
 N_FEATURES = len(FEATURES)
 MODES = ("active", "non_delay")
 _BIG = 1e9  # stands in for "never" in padded tables (finite, so 0 * _BIG == 0)
-
-
-def random_instance(rng: np.random.Generator, n_jobs: int = 15, n_machines: int = 15,
-                    durations: tuple[int, int] = (1, 99), name: str | None = None) -> JobShopInstance:
-    """A Taillard-style (1993) random job shop: integer durations uniform on ``durations``
-    (inclusive), each job visiting every machine once in a random order. Draws only from ``rng``."""
-    lo, hi = durations
-    d = rng.integers(lo, hi + 1, size=(n_jobs, n_machines))
-    order = np.argsort(rng.random((n_jobs, n_machines)), axis=1)
-    jobs = tuple(tuple((int(order[j, k]), int(d[j, k])) for k in range(n_machines)) for j in range(n_jobs))
-    return JobShopInstance(name or f"random{n_jobs}x{n_machines}", jobs, n_machines, Bounds())
 
 
 class JobShopEngine:
@@ -158,7 +147,7 @@ class JobShopEngine:
         else:
             self.mask, self.candidates = np.zeros(n, dtype=bool), np.zeros(0, dtype=np.intp)
 
-    def copy(self) -> "JobShopEngine":
+    def copy(self) -> JobShopEngine:
         """An independent copy of the current state (static tables shared): for lookahead."""
         twin = object.__new__(JobShopEngine)
         twin.__dict__.update(self.__dict__)

@@ -18,8 +18,8 @@ from collections import defaultdict
 from ortools.sat.python import cp_model
 
 from twins.errors import InputError
-from twins.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
-from twins.schedule import Schedule, ScheduledOperation, check_schedule
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule
 
 _STATUS = {
     cp_model.OPTIMAL: "optimal",

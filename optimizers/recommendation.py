@@ -80,7 +80,7 @@ class Recommendation(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     version: int = 1
-    created_at: str = Field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     kind: Kind
     scenario: str = Field(description="scenario (or instance) name")
     scenario_fingerprint: str
@@ -95,7 +95,7 @@ class Recommendation(BaseModel):
         return self.model_dump_json(indent=indent)
 
     @classmethod
-    def from_json(cls, text: str) -> "Recommendation":
+    def from_json(cls, text: str) -> Recommendation:
         return cls.model_validate_json(text)
 
     @staticmethod
@@ -106,7 +106,7 @@ class Recommendation(BaseModel):
 
     @classmethod
     def from_comparison(cls, kind: Kind, payload: dict[str, Any], comparison: Comparison, provenance: Provenance,
-                        kpis: list[str] | None = None, scenario: Scenario | None = None) -> "Recommendation":
+                        kpis: list[str] | None = None, scenario: Scenario | None = None) -> Recommendation:
         """Build from a paired twin comparison: ``comparison.a`` is the baseline (as-is),
         ``comparison.b`` the scenario with the recommendation applied."""
         base = scenario or comparison.a.scenario

@@ -1,6 +1,6 @@
 """Schedules replayed in the twin: a job-shop or flow-shop schedule becomes a scenario run.
 
-:func:`schedule_scenario` turns an instance and a :class:`~twins.schedule.Schedule` into a twin
+:func:`schedule_scenario` turns an instance and a :class:`~twins.jobshop.schedule.Schedule` into a twin
 scenario: one station ``M<m>`` per machine (unlimited buffer, the schedule's job order on that
 machine as its fixed ``sequence``), one product ``J<j>`` per job (route = the machines of its
 operations in order, process times = the operation durations, constant or lognormal with
@@ -31,11 +31,11 @@ import numpy as np
 
 from optimizers.recommendation import Provenance, Recommendation
 from twins.errors import InputError
-from twins.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule
 from twins.kpi import line_kpis, station_kpis
 from twins.loader import scenario_from_data
 from twins.model import Line
-from twins.schedule import Schedule, ScheduledOperation, check_schedule
 from twins.spec import Scenario
 from twins.stats import Comparison, Replication, Results
 

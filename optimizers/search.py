@@ -42,8 +42,15 @@ import optuna
 from tqdm.auto import tqdm
 
 from optimizers.recommendation import Provenance, Recommendation
-from optimizers.setpoints import (MAX_SEED, Dimension, Evaluator, Setpoints, check_objective, current_setpoints,
-                                  search_space)
+from optimizers.setpoints import (
+    MAX_SEED,
+    Dimension,
+    Evaluator,
+    Setpoints,
+    check_objective,
+    current_setpoints,
+    search_space,
+)
 from twins.errors import InputError
 from twins.spec import Scenario
 from twins.stats import Comparison, confidence_interval

@@ -145,7 +145,7 @@ class Evaluator:
             self.pool.shutdown(cancel_futures=True)
             self.pool = None
 
-    def __enter__(self) -> "Evaluator":
+    def __enter__(self) -> Evaluator:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 
 from twins.errors import InputError
-from twins.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
-from twins.schedule import Schedule
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.jobshop.schedule import Schedule
 
 Instance = JobShopInstance | FlowShopInstance | FlexibleJobShopInstance
 

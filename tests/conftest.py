@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from twins.loader import parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent

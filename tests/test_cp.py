@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from optimizers import cp
 from twins.errors import InputError
-from twins.instances import FlexibleJobShopInstance, FlowShopInstance, load_instance, read_fjs
-from twins.schedule import Schedule, ScheduledOperation, check_schedule, permutation_schedule
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, load_instance, read_fjs
+from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule, permutation_schedule
 
 
 @pytest.mark.parametrize("name, optimum", [("ft06", 55), ("la01", 666)])

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers twinopt/*)
 from envs.dispatch import DispatchEnv
-from envs.jobshop_engine import FEATURES, N_FEATURES, JobShopEngine, random_instance
+from envs.jobshop_engine import FEATURES, N_FEATURES, JobShopEngine
 from twins.errors import InputError
-from twins.instances import JobShopInstance, load_instance
-from twins.schedule import check_schedule
+from twins.jobshop.generate import random_instance
+from twins.jobshop.instances import JobShopInstance, load_instance
+from twins.jobshop.schedule import check_schedule
 
 ENV_ID = "twinopt/Dispatch-v0"
 

@@ -17,8 +17,9 @@ SHORT = {"step": 1800.0, "target": 400}
 
 
 def short_env(**kw) -> gym.Env:
-    from twins.loader import parse_yaml, scenario_from_data
     from conftest import SCENARIOS
+
+    from twins.loader import parse_yaml, scenario_from_data
 
     data = parse_yaml((SCENARIOS / "smt_reflow_energy.yaml").read_text())[0]
     data.update(start_clock="16:00", horizon={"length": 28800})

@@ -10,8 +10,15 @@ from conftest import SCENARIOS
 from scipy.optimize import linprog
 
 from optimizers.energy_plan import recommend_energy_plan
-from optimizers.milp.energy import (EnergyProblem, EnergyUnit, busy_kernel, build_model, done_kernel,
-                                    problem_from_scenario, solve_problem)
+from optimizers.milp.energy import (
+    EnergyProblem,
+    EnergyUnit,
+    build_model,
+    busy_kernel,
+    done_kernel,
+    problem_from_scenario,
+    solve_problem,
+)
 from twins.errors import InputError
 from twins.loader import load_scenario, parse_yaml, scenario_from_data
 

@@ -11,8 +11,8 @@ from hypothesis.extra.numpy import arrays
 
 from optimizers.heuristics import iterated_greedy as ig
 from optimizers.heuristics import neh
-from twins.instances import FlowShopInstance, load_instance, shipped_instances
-from twins.schedule import check_schedule, permutation_schedule
+from twins.jobshop.instances import FlowShopInstance, load_instance, shipped_instances
+from twins.jobshop.schedule import check_schedule, permutation_schedule
 
 TAILLARD_20x5 = [load_instance(name, "taillard") for name in shipped_instances("taillard")]
 

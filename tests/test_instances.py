@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from twins.instances import FORMATS, INSTANCE_DIR, load_instance, shipped_instances
+from twins.jobshop.instances import FORMATS, INSTANCE_DIR, load_instance, shipped_instances
 
 SHIPPED = [(fmt, name) for fmt in FORMATS for name in shipped_instances(fmt)]
 

@@ -10,10 +10,10 @@ import pyomo.environ as pyo
 import pytest
 
 from optimizers.milp import SolveResult, flowshop, jobshop, solve
-from twins.errors import InputError
-from twins.instances import FlowShopInstance, load_instance
 from optimizers.solvers import solve_instance
-from twins.schedule import Schedule, ScheduledOperation, check_schedule, permutation_schedule, semi_active
+from twins.errors import InputError
+from twins.jobshop.instances import FlowShopInstance, load_instance
+from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule, permutation_schedule, semi_active
 
 
 def test_highs_proves_ft06_optimal():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import SCENARIOS, run_cli
+
 from optimizers.recommendation import Recommendation
 from studio.cli import main
 

@@ -10,8 +10,8 @@ from optimizers.recommendation import Recommendation
 from optimizers.replay import machine_sequences, recommend_schedule, replay_schedule, schedule_scenario
 from optimizers.solvers import solve_instance
 from twins.errors import InputError
-from twins.instances import FlowShopInstance, load_instance
-from twins.schedule import Schedule, ScheduledOperation, check_schedule
+from twins.jobshop.instances import FlowShopInstance, load_instance
+from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule
 
 
 def semi_active(instance, sequences: dict[int, list[int]]) -> dict[tuple[int, int], tuple[float, float]]:

@@ -15,8 +15,8 @@ from optimizers.rl.evaluate import POLICY, comparison_figure, evaluate, mean_ci
 from optimizers.rl.train import train
 from studio.cli import main as cli
 from twins.errors import InputError
-from twins.instances import load_instance
-from twins.schedule import check_schedule
+from twins.jobshop.instances import load_instance
+from twins.jobshop.schedule import check_schedule
 
 ENV_ID = "twinopt/Dispatch-v0"
 SMALL = {"n_jobs": 6, "n_machines": 4, "skip_forced": True}

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs.jobshop_engine import random_instance
 from optimizers.heuristics.rules import RULES, schedule_with_rule
 from twins.errors import InputError
-from twins.instances import Bounds, JobShopInstance, load_instance
-from twins.schedule import check_schedule
+from twins.jobshop.generate import random_instance
+from twins.jobshop.instances import Bounds, JobShopInstance, load_instance
+from twins.jobshop.schedule import check_schedule
 
 DETERMINISTIC = [r for r in RULES if r != "random"]
 

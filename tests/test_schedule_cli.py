@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from studio.cli import main
-from twins.instances import load_instance
-from twins.schedule import Schedule, ScheduledOperation, check_schedule
+from twins.jobshop.instances import load_instance
+from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule
 
 KEYS = {"instance", "solver", "makespan", "lower_bound", "status", "seconds", "operations"}
 

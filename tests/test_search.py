@@ -8,10 +8,10 @@ import math
 import numpy as np
 import optuna
 import pytest
+from conftest import SCENARIOS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SCENARIOS
 from optimizers.grid import grid_search
 from optimizers.recommendation import Recommendation
 from optimizers.search import SAMPLERS, parameter_search, write_html

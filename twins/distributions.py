@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -230,7 +230,7 @@ def _number_is_constant(v):
 
 
 Distribution = Annotated[
-    Union[Constant, Uniform, Triangular, Exponential, Normal, Lognormal, Gamma, Weibull, Empirical],
+    Constant | Uniform | Triangular | Exponential | Normal | Lognormal | Gamma | Weibull | Empirical,
     Field(discriminator="dist"),
     BeforeValidator(_number_is_constant),
 ]

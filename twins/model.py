@@ -25,8 +25,8 @@ from twins.distributions import BLOCK
 from twins.energy import STATES
 from twins.errors import InputError
 from twins.machine import FailureMode, Machine, Part
-from twins.station import StationRT
 from twins.spec import Scenario
+from twins.station import StationRT
 
 
 def stream(seed: int, replication: int, name: str) -> np.random.Generator:
@@ -68,7 +68,7 @@ class Order:
 class Supply:
     """Raw material always available at one station (a saturated source)."""
 
-    def __init__(self, line: "Line", products: list[ProductRT], mix, lot_size: int):
+    def __init__(self, line: Line, products: list[ProductRT], mix, lot_size: int):
         self.line, self.products, self.mix, self.lot_size = line, products, mix, lot_size
         self.current, self.left = None, 0
 

@@ -8,7 +8,7 @@ the loader turns into ``file:line: path: message``. docs/scenario.md documents e
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -157,7 +157,7 @@ class ExternalSource(_Model):
     name: str = "external"
 
 
-Source = Annotated[Union[ArrivalSource, OrderSource, SaturatedSource, ExternalSource], Field(discriminator="kind")]
+Source = Annotated[ArrivalSource | OrderSource | SaturatedSource | ExternalSource, Field(discriminator="kind")]
 
 
 class Horizon(_Model):

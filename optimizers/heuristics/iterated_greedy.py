@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from twins.errors import InputError
-from twins.instances import FlowShopInstance
-from twins.schedule import Schedule
+from twins.jobshop.instances import FlowShopInstance
+from twins.jobshop.schedule import Schedule
 
 from .neh import heuristic_schedule, insert_best, insertion_makespans, neh_permutation, processing_times
 

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from twins.instances import FlowShopInstance
-from twins.schedule import Schedule, permutation_schedule
+from twins.jobshop.instances import FlowShopInstance
+from twins.jobshop.schedule import Schedule, permutation_schedule
 
 
 def processing_times(instance: FlowShopInstance) -> np.ndarray:

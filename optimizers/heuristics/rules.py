@@ -30,8 +30,8 @@ import numpy as np
 
 from envs.jobshop_engine import JobShopEngine
 from twins.errors import InputError
-from twins.instances import JobShopInstance
-from twins.schedule import Schedule, ScheduledOperation
+from twins.jobshop.instances import JobShopInstance
+from twins.jobshop.schedule import Schedule, ScheduledOperation
 
 #: key function: (engine, candidate job indices, rng) -> keys (smallest is dispatched)
 Rule = Callable[[JobShopEngine, np.ndarray, np.random.Generator], np.ndarray]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pyomo.environ as pyo
 
-from twins.instances import FlowShopInstance
-from twins.schedule import Schedule, ScheduledOperation
+from twins.jobshop.instances import FlowShopInstance
+from twins.jobshop.schedule import Schedule, ScheduledOperation
 
 from .jobshop import solver_time
 from .solve import SolveResult, require_solution

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import pyomo.environ as pyo
 
-from twins.instances import JobShopInstance
-from twins.schedule import Schedule, ScheduledOperation, check_schedule, semi_active
+from twins.jobshop.instances import JobShopInstance
+from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule, semi_active
 
 from .solve import SolveResult, require_solution
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import pyomo.environ as pyo
 from pyomo.common.log import LoggingIntercept
 from pyomo.contrib.solver.common.factory import SolverFactory as ContribSolverFactory
-from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition as TC
+from pyomo.contrib.solver.common.results import SolutionStatus
+from pyomo.contrib.solver.common.results import TerminationCondition as TC
 from pyomo.opt import TerminationCondition as LegacyTC
 
 from twins.errors import InputError

@@ -17,8 +17,8 @@ import numpy as np
 
 from envs.jobshop_engine import N_FEATURES, JobShopEngine
 from twins.errors import InputError
-from twins.instances import JobShopInstance
-from twins.schedule import Schedule, ScheduledOperation
+from twins.jobshop.instances import JobShopInstance
+from twins.jobshop.schedule import Schedule, ScheduledOperation
 
 #: the shipped 15x15 job-shop policy
 SHIPPED_POLICY = Path(__file__).resolve().parent / "policies" / "jss15x15.zip"

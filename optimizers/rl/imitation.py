@@ -7,7 +7,7 @@ Reproduces ``optimizers/rl/policies/jss15x15.zip`` in three commands (the exact 
     python -m optimizers.rl.imitation clone --refs runs/jss15_refs --out runs/jss15_bc
     twinopt train twinopt/Dispatch-v0 --algo maskable_ppo --init runs/jss15_bc/model.zip ...
 
-1. ``references``: random 15x15 Taillard-style instances (``envs.jobshop_engine.random_instance``
+1. ``references``: random 15x15 Taillard-style instances (``twins.jobshop.generate.random_instance``
    with ``numpy.random.default_rng((seed, i))``, never the ta01-ta10 benchmark instances), each
    solved by CP-SAT with one worker and a *deterministic* time budget, so the files are
    reproducible bit for bit. One ``.npz`` per instance: resumable and usable while running.
@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.jobshop_engine import JobShopEngine, random_instance
-from twins.instances import Bounds, JobShopInstance
+from envs.jobshop_engine import JobShopEngine
+from twins.jobshop.generate import random_instance
+from twins.jobshop.instances import Bounds, JobShopInstance
 
 
 def solve_reference(instance: JobShopInstance, deterministic_seconds: float = 10.0,

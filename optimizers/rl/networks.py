@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from torch import nn
 
 from envs.jobshop_engine import N_FEATURES
 

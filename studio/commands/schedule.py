@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from twins.errors import InputError
-from twins.instances import FlexibleJobShopInstance, FlowShopInstance
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from optimizers.solvers import solve_instance
-    from twins.schedule import check_schedule
+    from twins.jobshop.schedule import check_schedule
 
     instance = _load(args.instance, args.format)
     if sys.stderr.isatty():  # a person waits for up to a minute; scripts get one line on error only
@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
             _write(args.json, json.dumps(doc, indent=1) + "\n")
             print(f"wrote {args.json}")
     if args.html:
-        from envs.dispatch import gantt_figure
+        from twins.jobshop.gantt import gantt_figure
 
         title = f"{instance.name} — {schedule.solver}, makespan {schedule.makespan:g} ({schedule.status})"
         _write(args.html, gantt_figure(schedule, title=title).to_html(include_plotlyjs=True))
@@ -94,7 +94,7 @@ def summary(instance, schedule) -> str:
 
 
 def _load(name: str, fmt: str):
-    from twins.instances import FORMATS, load_instance, shipped_instances
+    from twins.jobshop.instances import FORMATS, load_instance, shipped_instances
 
     try:
         return load_instance(name, fmt)

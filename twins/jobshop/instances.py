@@ -23,7 +23,7 @@ from pathlib import Path
 from twins.errors import InputError
 
 #: Shipped public instances: scenarios/instances/{jssp,pfsp,fjsp}/<name>.txt
-INSTANCE_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "instances"
+INSTANCE_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "instances"
 FORMATS = {"orlib": "jssp", "taillard": "pfsp", "fjs": "fjsp"}
 
 

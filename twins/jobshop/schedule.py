@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from twins.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
 
 
 @dataclass(frozen=True, order=True)
