@@ -3,7 +3,7 @@ time-of-use tariff, over the SimPy twin.
 
 Problem
     A scenario whose work enters on command (a ``kind: external`` source; default
-    ``scenarios/smt_reflow_energy.yaml``: the SMT line's 10-slot reflow oven fed from a rack of
+    the shipped ``smt_reflow_energy``: the SMT line's 10-slot reflow oven fed from a rack of
     placed boards). An episode is the scenario's horizon (one day from 06:00) cut into decision
     steps of ``step`` (default 15 min). Within it ``target`` units must leave the line; the
     controller decides when the station runs and when boards are released.
@@ -53,7 +53,6 @@ from twins.loader import load_scenario
 from twins.model import Line
 from twins.spec import Scenario
 
-ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ("on", "standby", "off")
 FEATURES = ("tod_sin", "tod_cos", "price_now", "price_next", "price_next_4h", "price_min_left", "time_left",
             "queue", "busy", "idle", "warming", "standby", "off", "output", "released", "missing_vs_capacity",
@@ -68,13 +67,13 @@ class EnergyEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, scenario: str | Path | Scenario = "scenarios/smt_reflow_energy.yaml",
+    def __init__(self, scenario: str | Path | Scenario = "smt_reflow_energy",
                  station: str | None = None, step: float | None = None, target: int | None = None,
                  target_range: tuple[float, float] | None = None, penalty: float | None = None,
                  release_levels: int = 5, render_mode: str | None = None):
         """
         Args:
-            scenario: scenario (or YAML path, relative paths also tried from the repository) with
+            scenario: scenario (or a YAML path, or a shipped scenario's name) with
                 an ``external`` source.
             station: the station commanded (default: the one with the largest installed power).
             step: decision interval in the scenario's time unit (default 15 min); the horizon must
@@ -88,7 +87,7 @@ class EnergyEnv(gym.Env):
         if render_mode is not None:
             raise InputError(f"EnergyEnv has no render mode {render_mode!r}; use figure()")
         self.render_mode = None
-        sc = scenario if isinstance(scenario, Scenario) else load_scenario(str(_resolve(scenario)))
+        sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         if not any(s.kind == "external" for s in sc.sources):
             raise InputError(f"{sc.name}: the energy environment releases work itself and needs a "
                              f"'kind: external' source")
@@ -243,10 +242,3 @@ class EnergyEnv(gym.Env):
         fig.update_xaxes(title_text="clock time (h since midnight of day 1)", row=2, col=1)
         fig.update_layout(title=f"{self.scenario.name}: {self.station_name} power vs tariff", bargap=0)
         return fig
-
-
-def _resolve(path: str | Path) -> Path:
-    p = Path(path)
-    if not p.exists() and not p.is_absolute() and (ROOT / p).exists():
-        return ROOT / p
-    return p

@@ -46,18 +46,12 @@ from twins.loader import load_scenario
 from twins.model import Line
 from twins.spec import Scenario
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 STATION_FEATURES = ("utilization", "blocked", "starved", "down")
 
 
 def resolve_scenario(scenario: str | Path | Scenario) -> Scenario:
     """A Scenario, a YAML path, or the name of a shipped scenario (``glue_dispensing``)."""
-    if isinstance(scenario, Scenario):
-        return scenario
-    path = Path(scenario)
-    if not path.exists() and (SCENARIOS / f"{scenario}.yaml").exists():
-        path = SCENARIOS / f"{scenario}.yaml"
-    return load_scenario(path)
+    return scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
 
 
 class ParameterEnv(gym.Env):

@@ -1,5 +1,6 @@
 """``twinopt`` command line. Each subcommand lives in ``studio/commands/<name>.py`` and exposes
-``add_arguments(parser)`` and ``main(args) -> int``; heavy imports stay inside ``main``.
+``add_arguments(parser)`` and ``main(args) -> int``; heavy imports stay inside ``main`` (modules
+import only core twinopt, so ``--help``, ``run``, ``compare`` and ``schema`` need no extras).
 
 Exit codes (docs: README): 0 ok, 2 bad input (one line on stderr), 1 internal error.
 """
@@ -11,6 +12,7 @@ import os
 import sys
 
 from twins.errors import InputError
+from twins.extras import requires
 
 #: subcommand name -> module; order is the order of ``twinopt --help``.
 COMMANDS = {
@@ -54,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or bool(os.environ.get("TWINOPT_DEBUG"))
+    command = " ".join(filter(None, ("twinopt", args.command, getattr(args, "kind", None))))
     try:
-        return int(args._main(args) or 0)
+        with requires(None, command):  # an optional package not installed: name its extra
+            return int(args._main(args) or 0)
     except InputError as err:
         print(f"twinopt: error: {err}", file=sys.stderr)
         return 2

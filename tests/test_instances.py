@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from twins.jobshop.instances import FORMATS, INSTANCE_DIR, load_instance, shipped_instances
+from twins.jobshop.instances import FORMATS, load_instance, shipped_instances
+from twins.shipped import instance_dir
 
 SHIPPED = [(fmt, name) for fmt in FORMATS for name in shipped_instances(fmt)]
 
@@ -18,7 +19,7 @@ def test_every_format_ships_instances():
 
 @pytest.mark.parametrize("fmt, name", SHIPPED, ids=[n for _, n in SHIPPED])
 def test_shipped_instance_matches_its_bounds_entry(fmt, name):
-    entry = json.loads((INSTANCE_DIR / FORMATS[fmt] / "bounds.json").read_text())[name]
+    entry = json.loads((instance_dir() / FORMATS[fmt] / "bounds.json").read_text())[name]
     instance = load_instance(name, fmt)
     assert (instance.n_jobs, instance.n_machines) == (entry["n_jobs"], entry["n_machines"])
     best = instance.bounds.best_known

@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from twins.errors import ScenarioError, SpecError, format_path
+from twins.shipped import scenario_path
 from twins.spec import Scenario
 
 Path_ = tuple[str | int, ...]
@@ -131,7 +132,9 @@ def scenario_from_data(data: Any, file: str | None = None, lines: Mapping[Path_,
 
 
 def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Read and validate a scenario file, applying ``--set path=value`` overrides first."""
+    """Read and validate a scenario file — a path, or the name of a shipped scenario (``smt_line``,
+    see :mod:`twins.shipped`) — applying ``--set path=value`` overrides first."""
+    path = scenario_path(path)
     file = str(path)
     try:
         text = Path(path).read_text()

@@ -21,9 +21,9 @@ from functools import cached_property
 from pathlib import Path
 
 from twins.errors import InputError
+from twins.shipped import instance_dir
 
-#: Shipped public instances: scenarios/instances/{jssp,pfsp,fjsp}/<name>.txt
-INSTANCE_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "instances"
+#: format -> folder of the shipped public instances (<instance_dir()>/<folder>/<name>.txt)
 FORMATS = {"orlib": "jssp", "taillard": "pfsp", "fjs": "fjsp"}
 
 
@@ -268,10 +268,10 @@ def resolve_instance_path(name_or_path: str | Path, fmt: str = "orlib") -> Path:
     path = Path(name_or_path)
     if path.exists():
         return path
-    shipped = INSTANCE_DIR / FORMATS[fmt] / f"{name_or_path}.txt"
+    shipped = instance_dir() / FORMATS[fmt] / f"{name_or_path}.txt"
     if shipped.exists():
         return shipped
-    known = sorted(p.stem for p in (INSTANCE_DIR / FORMATS[fmt]).glob("*.txt"))
+    known = shipped_instances(fmt)
     raise InputError(f"{name_or_path}: no such file, and not a shipped {fmt} instance "
                      f"({', '.join(known[:6])}, …)")
 
@@ -286,4 +286,4 @@ def load_instance(name_or_path: str | Path, fmt: str = "orlib"
 
 
 def shipped_instances(fmt: str = "orlib") -> list[str]:
-    return sorted(p.stem for p in (INSTANCE_DIR / FORMATS[fmt]).glob("*.txt"))
+    return sorted(p.stem for p in (instance_dir() / FORMATS[fmt]).glob("*.txt"))
