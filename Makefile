@@ -11,13 +11,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch first: an unpinned torch would pull a multi-GB CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ".[all,test,bench]"
 	touch $@
 
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/twinopt run scenarios/smt_line.yaml --replications 10 --seed 1 \
+	$(BIN)/twinopt run smt_line --replications 10 --seed 1 \
 		--json out/smt_line.json --html out/smt_line.html
 
 test: $(VENV)/.installed

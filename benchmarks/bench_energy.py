@@ -57,8 +57,8 @@ from twins.loader import load_scenario  # noqa: E402
 from twins.stats import Comparison  # noqa: E402
 
 CASES = {
-    "smt_reflow": ("scenarios/smt_reflow_energy.yaml", "reflow", 1500),
-    "furnace": ("scenarios/reheating_furnace.yaml", "furnace", 120),
+    "smt_reflow": ("smt_reflow_energy", "reflow", 1500),
+    "furnace": ("reheating_furnace", "furnace", 120),
 }
 
 
@@ -104,8 +104,8 @@ def ideal_cost(problem: EnergyProblem, scenario, resolution: float | None = None
 
 
 def run_case(name: str, args: argparse.Namespace) -> dict:
-    path, station, target = CASES[name]
-    scenario = load_scenario(str(ROOT / path))
+    shipped, station, target = CASES[name]
+    scenario = load_scenario(shipped)
     problem = problem_from_scenario(scenario, station, target)
     t0 = time.perf_counter()
     plan = solve_problem(problem, time_limit=args.time_limit, seed=args.seed)

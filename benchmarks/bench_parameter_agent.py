@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,7 @@ from optimizers.setpoints import with_setpoints
 from twins.loader import load_scenario
 from twins.stats import compare
 
-ROOT = Path(__file__).resolve().parent.parent
-POLICY = ROOT / "optimizers" / "rl" / "policies" / "glue_dispensing.zip"
+POLICY = Path(str(files("optimizers.rl") / "policies" / "glue_dispensing.zip"))
 GRID = {"dispenser.pressure_bar": 15, "dispenser.speed_mm_s": 11, "dispenser.temperature_c": 18}
 
 
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--policy", default=str(POLICY))
     args = ap.parse_args()
 
-    scenario = load_scenario(ROOT / "scenarios" / "glue_dispensing.yaml")
+    scenario = load_scenario("glue_dispensing")
     grid = grid_search(scenario, GRID, replications=args.grid_reps, seed=0, workers=args.workers, progress=True)
     cfg_path = Path(args.policy).with_suffix(".json")
     cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}

@@ -29,7 +29,7 @@ from optimizers.grid import grid_search
 from optimizers.search import SAMPLERS, parameter_search
 from twins.loader import load_scenario
 
-SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "glue_dispensing.yaml"
+SCENARIO = "glue_dispensing"  # shipped
 SIM_SEED = 0
 
 

@@ -1,7 +1,7 @@
 """Compare two scenarios under common random numbers: paired differences B − A with 95 % CIs.
 
 Example:
-  twinopt compare scenarios/smt_line.yaml scenarios/smt_line.yaml --set-b stations.pnp.machines=3
+  twinopt compare smt_line smt_line --set-b stations.pnp.machines=3
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("a", metavar="A.yaml")
-    p.add_argument("b", metavar="B.yaml")
+    p.add_argument("a", metavar="A", help="scenario YAML file or shipped name")
+    p.add_argument("b", metavar="B", help="scenario YAML file or shipped name")
     p.add_argument("--replications", "-n", type=int, default=None, help="default: A's `replications`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set-a", dest="set_a", action="append", default=[], metavar="PATH=VALUE", help="override in A")

@@ -6,9 +6,9 @@ replications and the recommendation is the one with the highest lower 95 % confi
 paired improvement. Same arguments and seed ⇒ the same recommendation.
 
 examples:
-  twinopt optimize scenarios/glue_dispensing.yaml --budget 60 --json out/glue_rec.json --html out/glue_search.html
-  twinopt optimize scenarios/glue_dispensing.yaml --sampler cmaes --params dispenser.speed_mm_s,dispenser.pressure_bar
-  twinopt optimize scenarios/glue_dispensing.yaml --objective scrap_rate --minimize --budget 30
+  twinopt optimize glue_dispensing --budget 60 --json out/glue_rec.json --html out/glue_search.html
+  twinopt optimize glue_dispensing --sampler cmaes --params dispenser.speed_mm_s,dispenser.pressure_bar
+  twinopt optimize glue_dispensing --objective scrap_rate --minimize --budget 30
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
     """The search options shared with ``twinopt recommend setpoints``."""
-    p.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+    p.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file or shipped name")
     p.add_argument("--budget", type=int, default=60, metavar="N", help="trials (setpoint evaluations), default 60")
     p.add_argument("--sampler", default="tpe", choices=("tpe", "cmaes", "random"),
                    help="optuna TPE (default), optuna CMA-ES, or uniform random search")

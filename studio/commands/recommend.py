@@ -8,10 +8,10 @@ KIND is one of:
   energy SCENARIO      time-of-use energy plan of one station (optimizers.energy_plan)
 
 examples:
-  twinopt recommend setpoints scenarios/glue_dispensing.yaml --budget 60 --out out/setpoints.json
+  twinopt recommend setpoints glue_dispensing --budget 60 --out out/setpoints.json
   twinopt recommend schedule ft06 --solver cpsat --time-limit 10 --out out/ft06.json
   twinopt recommend schedule ta001 --format taillard --solver ig --cv 0.1 --replications 20 --out out/ta001.json
-  twinopt recommend energy scenarios/smt_reflow_energy.yaml --target 1500 --out out/energy.json
+  twinopt recommend energy smt_reflow_energy --target 1500 --out out/energy.json
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _out(sc)
 
     en = sub.add_parser("energy", help="a time-of-use energy plan for one station, replayed in the twin")
-    en.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+    en.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file or shipped name")
     en.add_argument("--station", default=None, help="station to plan (default: the planner's choice)")
     en.add_argument("--target", type=float, default=None, help="output target in units over the horizon")
     en.add_argument("--slot", type=float, default=None, help="length of a planning slot, scenario time units")

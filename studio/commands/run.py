@@ -1,8 +1,8 @@
 """Simulate a scenario with replications; print KPIs with 95 % CIs, write JSON and an HTML report.
 
 Example:
-  twinopt run scenarios/smt_line.yaml --replications 10 --seed 1 --json out/smt.json --html out/smt.html
-  twinopt run scenarios/glue_dispensing.yaml --set dispenser.pressure_bar=3.0
+  twinopt run smt_line --replications 10 --seed 1 --json out/smt.json --html out/smt.html
+  twinopt run glue_dispensing --set dispenser.pressure_bar=3.0
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", metavar="SCENARIO.yaml")
+    p.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file or shipped name (smt_line …)")
     p.add_argument("--replications", "-n", type=int, default=None, help="default: the scenario's `replications`")
     p.add_argument("--seed", type=int, default=0, help="master seed (same seed ⇒ identical results)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
