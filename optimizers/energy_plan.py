@@ -18,7 +18,7 @@ Both are judged over the plan's whole horizon [0, H] (the scenario's warm-up is 
 plan starts at t = 0). The payload is JSON and :func:`replay_plan` re-runs it from a saved
 recommendation::
 
-    rec = recommend_energy_plan("scenarios/smt_reflow_energy.yaml", target=1500)
+    rec = recommend_energy_plan("smt_reflow_energy", target=1500)
     rec.difference["energy_cost"]        # paired plan − as-is, mean and 95 % half width
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ parameter, both bounds included) is scored like a search trial: the mean of one 
 ``replications`` replications, with the same master seed for every point (common random numbers).
 Its best value is what parameter search and learned controllers are measured against:
 
-    grid = grid_search(load_scenario("scenarios/glue_dispensing.yaml"), 11, replications=5, seed=0)
+    grid = grid_search(load_scenario("glue_dispensing"), 11, replications=5, seed=0)
     grid.best_setpoints, grid.best_value, grid.values.shape   # (11, 11, 11)
 
 The cost is ``points ** n_parameters × replications`` replications: state it when quoting a grid

@@ -12,7 +12,7 @@ all of them, so the comparison stays paired but the winner's curse of the search
 the recommendation is the finalist with the highest lower 95 % confidence bound of its paired
 improvement over the as-is setpoints, and its KPIs are those replays.
 
-    result = parameter_search(load_scenario("scenarios/glue_dispensing.yaml"), budget=60, seed=1)
+    result = parameter_search(load_scenario("glue_dispensing"), budget=60, seed=1)
     result.recommendation.payload   # {"dispenser": {"pressure_bar": …, "speed_mm_s": …, …}}
 
 Trial 0 is the as-is operating point (``warm_start``). Samplers: ``tpe`` (optuna's multivariate
