@@ -46,15 +46,6 @@ class BaseDispatchEnv(gym.Env):
         """Bool array (rows,): rows that may be dispatched now (all False once done)."""
         return self.engine.mask
 
-    def _checked(self, action) -> tuple[int, bool]:
-        """(row to dispatch, whether ``action`` was invalid): an action outside the mask is
-        replaced by the lowest-index candidate, so unmasked agents and env checkers still run."""
-        a = int(action)
-        mask = self.engine.mask
-        if 0 <= a < self.n_jobs and mask[a]:
-            return a, False
-        return int(mask.argmax()), True
-
 
 class DispatchEnv(BaseDispatchEnv):
     """Job-shop dispatching: each step, the freed machine starts one of the waiting jobs.
@@ -146,7 +137,10 @@ class DispatchEnv(BaseDispatchEnv):
 
     def step(self, action):
         eng = self.engine
-        a, invalid = self._checked(action)
+        a = int(action)
+        invalid = not (0 <= a < self.n_jobs and eng.mask[a])
+        if invalid:  # outside the mask: the lowest-index candidate, so unmasked agents still run
+            a = int(eng.mask.argmax())
         increase = eng.dispatch(a) + self._skip() + self._pending
         self._pending = 0.0
         info = {"action_mask": eng.mask, "makespan_lb": eng.makespan_lb}

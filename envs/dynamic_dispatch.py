@@ -73,7 +73,10 @@ class DynamicDispatchEnv(BaseDispatchEnv):
 
     def step(self, action):
         eng = self.engine
-        a, invalid = self._checked(action)
+        a = int(action)
+        invalid = not (0 <= a < self.n_jobs and eng.mask[a])
+        if invalid:  # outside the mask: the lowest-index candidate, so unmasked agents still run
+            a = int(eng.mask.argmax())
         cost = eng.dispatch(a) if not eng.done else 0.0
         info = {"action_mask": eng.mask, **eng.info()}
         if invalid:
