@@ -1,19 +1,18 @@
-"""The dynamic dispatching engine behind ``DispatchEnv(scenario=…)``: the SimPy twin decides
-everything except which waiting part a freed machine starts next.
+"""The dynamic dispatching engine behind :class:`envs.dynamic_dispatch.DynamicDispatchEnv`: the
+SimPy twin decides everything except which waiting part a freed machine starts next.
 
 A scenario whose stations have ``dispatch: external`` (see docs/scenario.md) runs in the twin —
 random or listed order arrivals with due dates, breakdowns, setups, shifts, blocking — and stops
 whenever a machine of such a station frees up while two or more parts wait for it. The waiting
 parts, oldest first, fill ``slots`` fixed rows (more are not offered: the oldest ``slots`` are the
-candidates), and the engine implements the same decision protocol as
-:class:`envs.jobshop_engine.JobShopEngine`::
+candidates), and the engine implements :class:`envs.dispatch_engine.DispatchEngine` with one row
+per slot (``due`` holds the orders' due dates, ``inf`` for parts without one), as
+:class:`envs.jobshop_engine.JobShopEngine` does for static instances, so a rule and a policy see
+the same decisions. ``reset(seed)`` restarts the twin with that seed.
 
-    engine.reset(seed)  engine.mask  engine.candidates  engine.dispatch(slot) -> cost
-    engine.observation() -> (slots, N_FEATURES)  engine.done
-
-plus the per-candidate arrays the dispatching rules read (``job_ready``, ``op_duration``,
-``remaining_work``, ``remaining_ops``, ``total_work``, ``due``), so a rule and a policy see the
-same decisions.
+Pickling: a running SimPy model holds generators, which cannot be pickled, so an engine pickles
+as its seed and the slots dispatched so far, and unpickling replays them in a fresh twin (same
+seed, same decisions: the same state).
 
 Cost (the environment's reward is ``-cost / scale``): the tardiness accrued between two
 decisions, summed over orders — a late order accrues its lateness until it completes. An
@@ -67,8 +66,10 @@ class TwinDispatchEngine:
 
     # -- protocol -------------------------------------------------------------------------------
     def reset(self, seed: int = 0) -> None:
+        self.seed = seed
         self.line = Line(self.scenario, seed=seed, trace=True)
         self.decisions = 0
+        self._dispatched: list[int] = []  # the episode's slots, to replay on unpickling
         self._closed = 0.0  # tardiness of completed orders
         self._n_completed = 0
         self._advance()
@@ -102,9 +103,21 @@ class TwinDispatchEngine:
             raise ValueError(f"slot {slot} holds no waiting part")
         before = self.accrued_tardiness()
         self.line.decide(self.waiting[slot])
+        self._dispatched.append(slot)
         self.decisions += 1
         self._advance()
         return self.accrued_tardiness() - before
+
+    def __getstate__(self) -> dict:
+        return {"scenario": self.scenario, "slots": self.slots, "scale": self.scale,
+                "n_stations": self.n_stations, "seed": self.seed, "dispatched": list(self._dispatched)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.scenario, self.slots, self.scale = state["scenario"], state["slots"], state["scale"]
+        self.n_stations = state["n_stations"]
+        self.reset(state["seed"])
+        for slot in state["dispatched"]:
+            self.dispatch(slot)
 
     @property
     def mask(self) -> np.ndarray:

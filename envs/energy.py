@@ -1,42 +1,5 @@
 """``twinopt/Energy-v0``: switch a machine group on / standby / off and release work under a
-time-of-use tariff, over the SimPy twin.
-
-Problem
-    A scenario whose work enters on command (a ``kind: external`` source; default
-    the shipped ``smt_reflow_energy``: the SMT line's 10-slot reflow oven fed from a rack of
-    placed boards). An episode is the scenario's horizon (one day from 06:00) cut into decision
-    steps of ``step`` (default 15 min). Within it ``target`` units must leave the line; the
-    controller decides when the station runs and when boards are released.
-
-Action
-    ``MultiDiscrete([3, release_levels])``: ``a[0]`` commands the station ``0`` on, ``1`` standby,
-    ``2`` off (:meth:`StationRT.set_available`: idle machines switch at once, busy ones after their
-    part; from off the next start takes the start-up time, from standby the wake-up time, both at
-    setup power); ``a[1] = k`` releases ``round(k / (release_levels − 1) × capacity per step)``
-    units, at most what is left of the target, spread evenly over the step.
-
-Observation
-    ``Box(float32, (19,))``, see :data:`FEATURES`: time of day (sin, cos), price now, next step,
-    mean over the next 4 h and the lowest price left in the episode (÷ the tariff's top price),
-    share of the episode left, units released but not started (÷ capacity per step), shares of the
-    station's machines busy, idle, warming up, in standby and off, output and releases so far ÷
-    target, units still missing ÷ what the station can still make, and the last command one-hot.
-
-Reward
-    ``−energy cost of the step`` (the whole line, in the tariff's currency) and, at the last step,
-    ``− penalty × missing units`` (units of the target that did not leave the line). ``penalty``
-    defaults to the scenario's margin per unit (the contribution lost; 6.5 EUR per board for the
-    reflow oven, some hundred times the energy cost of a board), else 1. The episode terminates at
-    the end of the horizon.
-
-Seeding
-    ``reset(seed=s)`` seeds ``np_random``, which draws the twin's master seed (every twin stream
-    follows from it) and, with ``target_range``, the episode's target: same seed, same episode.
-
-Rendering
-    :meth:`EnergyEnv.figure` returns a plotly figure of the episode so far: mean power per step
-    (kW) against the tariff price, and cumulative output against the target.
-"""
+time-of-use tariff, over the SimPy twin (:class:`EnergyEnv`)."""
 from __future__ import annotations
 
 import math
@@ -46,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from envs.pickling import PicklesByReplay
 from twins.calendar import UNITS_PER_HOUR
 from twins.energy import BLOCKED, BUSY, DOWN, IDLE, OFF, SETUP, STANDBY
 from twins.errors import InputError
@@ -62,28 +26,67 @@ _BUCKET = {BUSY: 0, BLOCKED: 0, IDLE: 1, DOWN: 1, SETUP: 2, STANDBY: 3, OFF: 4}
 OBS_HIGH = 10.0
 
 
-class EnergyEnv(gym.Env):
-    """On/standby/off and batch release of a station under a TOU tariff (see the module docstring)."""
+class EnergyEnv(PicklesByReplay, gym.Env):
+    """On/standby/off and batch release of a station under a time-of-use tariff.
+
+    A scenario whose work enters on command (a ``kind: external`` source; default
+    the shipped ``smt_reflow_energy``: the SMT line's 10-slot reflow oven fed from a rack of
+    placed boards). An episode is the scenario's horizon (one day from 06:00) cut into decision
+    steps of ``step`` (default 15 min). Within it ``target`` units must leave the line; the
+    controller decides when the station runs and when boards are released.
+
+    ## Action Space
+    ``MultiDiscrete([3, release_levels])``: ``a[0]`` commands the station ``0`` on, ``1`` standby,
+    ``2`` off (:meth:`StationRT.set_available`: idle machines switch at once, busy ones after their
+    part; from off the next start takes the start-up time, from standby the wake-up time, both at
+    setup power); ``a[1] = k`` releases ``round(k / (release_levels - 1) x capacity per step)``
+    units, at most what is left of the target, spread evenly over the step.
+
+    ## Observation Space
+    ``Box(float32, (19,))``, see :data:`FEATURES`: time of day (sin, cos), price now, next step,
+    mean over the next 4 h and the lowest price left in the episode (/ the tariff's top price),
+    share of the episode left, units released but not started (/ capacity per step), shares of the
+    station's machines busy, idle, warming up, in standby and off, output and releases so far /
+    target, units still missing / what the station can still make, and the last command one-hot.
+
+    ## Rewards
+    ``-energy cost of the step`` (the whole line, in the tariff's currency) and, at the last step,
+    ``- penalty x missing units`` (units of the target that did not leave the line). ``penalty``
+    defaults to the scenario's margin per unit (the contribution lost; 6.5 EUR per board for the
+    reflow oven, some hundred times the energy cost of a board), else 1.
+
+    ## Starting State
+    The line empty at the horizon's start, the station on. ``reset(seed=s)`` seeds ``np_random``,
+    which draws the twin's master seed (every twin stream follows from it) and, with
+    ``target_range``, the episode's target: same seed, same episode.
+
+    ## Episode End
+    Terminates at the end of the horizon (``info`` then adds ``missing``,
+    ``episode_energy_cost`` and ``episode_energy_kwh``); never truncated.
+
+    ## Arguments
+    * ``scenario``: scenario (or a YAML path, or a shipped scenario's name) with an ``external``
+      source.
+    * ``station``: the station commanded (default: the one with the largest installed power).
+    * ``step``: decision interval in the scenario's time unit (default 15 min); the horizon must
+      be a whole number of steps.
+    * ``target``: units to make per episode (default: half the station's capacity).
+    * ``target_range``: draw the target per episode uniformly from this range of capacity shares
+      instead (e.g. ``(0.3, 0.7)``).
+    * ``penalty``: cost per missing unit at the end (default: the scenario's margin per unit).
+    * ``release_levels``: number of release levels, from nothing to the capacity per step.
+
+    :meth:`figure` returns a plotly figure of the episode so far: mean power per step (kW)
+    against the tariff price, and cumulative output against the target.
+    """
 
     metadata = {"render_modes": []}
+    _live = ("line", "station")
 
     def __init__(self, scenario: str | Path | Scenario = "smt_reflow_energy",
                  station: str | None = None, step: float | None = None, target: int | None = None,
                  target_range: tuple[float, float] | None = None, penalty: float | None = None,
                  release_levels: int = 5, render_mode: str | None = None):
-        """
-        Args:
-            scenario: scenario (or a YAML path, or a shipped scenario's name) with
-                an ``external`` source.
-            station: the station commanded (default: the one with the largest installed power).
-            step: decision interval in the scenario's time unit (default 15 min); the horizon must
-                be a whole number of steps.
-            target: units to make per episode (default: half the station's capacity).
-            target_range: draw the target per episode uniformly from this range of capacity
-                shares instead (e.g. ``(0.3, 0.7)``).
-            penalty: cost per missing unit at the end (default: the scenario's margin per unit).
-            release_levels: number of release levels, from nothing to the capacity per step.
-        """
         if render_mode is not None:
             raise InputError(f"EnergyEnv has no render mode {render_mode!r}; use figure()")
         self.render_mode = None
@@ -135,6 +138,7 @@ class EnergyEnv(gym.Env):
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        self._record_reset(options)
         twin_seed = int(self.np_random.integers(2**31 - 1))
         if self.fixed_target is not None:
             self.target = int(self.fixed_target)
@@ -151,6 +155,7 @@ class EnergyEnv(gym.Env):
         return self._observation(), {"target": self.target, "twin_seed": twin_seed}
 
     def step(self, action):
+        self._record_step(action)
         cmd, level = int(action[0]), int(action[1])
         line, st = self.line, self.station
         t0 = self.k * self.step_length

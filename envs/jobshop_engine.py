@@ -2,13 +2,12 @@
 dispatch rules of ``optimizers.heuristics.rules`` (one engine, so a rule and a policy see exactly
 the same decisions).
 
-Decision protocol (the seam a later, twin-fed dynamic engine implements too)::
-
-    engine.reset()                   # empty schedule, first decision prepared
-    engine.mask                      # bool (n_jobs,): jobs that may be dispatched now
-    engine.dispatch(job) -> float    # lower-bound increase caused (time units)
-    engine.observation() -> ndarray  # float32 (n_jobs, N_FEATURES), see FEATURES
-    engine.done, engine.makespan_lb, engine.schedule_rows()
+It implements :class:`envs.dispatch_engine.DispatchEngine` with one row per job
+(``dispatch(job)`` returns the increase of the makespan lower bound, time units), plus what only
+a static instance has: ``reset()`` (empty schedule, first decision prepared), ``makespan_lb``,
+``next_op``, ``copy()`` and ``schedule_rows()``. A static instance has no due dates of its own;
+``due`` gives each job the TWK due date ``DUE_DATE_FACTOR x its total work`` (Baker 1984, all
+jobs released at 0), which is what the EDD rule orders by.
 
 Every dispatch *appends* the job's next operation to its machine at its earliest start
 ``est = max(job ready, machine ready)`` (no insertion into earlier gaps).
@@ -66,6 +65,8 @@ FEATURES = (
 )
 N_FEATURES = len(FEATURES)
 MODES = ("active", "non_delay")
+#: TWK due dates of a static instance: due_j = DUE_DATE_FACTOR x total work of job j
+DUE_DATE_FACTOR = 1.5
 _BIG = 1e9  # stands in for "never" in padded tables (finite, so 0 * _BIG == 0)
 
 
@@ -113,6 +114,7 @@ class JobShopEngine:
                 self._load0[m] += d
         self._rows = np.arange(n)
         self.lb0 = float(instance.trivial_lower_bound)
+        self._due = DUE_DATE_FACTOR * tab[:, 0, 1]
         self._build_feature_map()
         self.reset()
 
@@ -246,6 +248,11 @@ class JobShopEngine:
     def total_work(self) -> np.ndarray:
         """Total work of each job (constant)."""
         return self._tab[:, 0, 1]
+
+    @property
+    def due(self) -> np.ndarray:
+        """TWK due date of each job, ``DUE_DATE_FACTOR`` x its total work (constant)."""
+        return self._due
 
     # -- observation ------------------------------------------------------------------------
     def _build_feature_map(self) -> None:

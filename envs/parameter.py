@@ -1,36 +1,5 @@
-"""``twinopt/Parameter-v0``: choose process setpoints, the twin runs a decision interval.
-
-Each step applies setpoints to the line twin for the next ``interval`` (scenario time units) and
-returns what happened in it.
-
-* **Action** — ``Box(-1, 1, (n,))``, one entry per process parameter. With
-  ``action_mode="absolute"`` (default) it is mapped linearly onto the parameter's ``[min, max]``;
-  a parameter's ``max_step`` (rate limit) is enforced: a request further than ``max_step`` from
-  the current setpoint is clipped to it, and ``info["clipped"]`` lists the parameters that were
-  (with requested and applied values). With ``action_mode="delta"`` the action is a change of
-  ``action × max_step`` (× a tenth of the range where no ``max_step`` is set): holding still is
-  0, moves respect the rate limit by construction, and only the bounds can clip. Incremental
-  setpoint changes are how operators adjust a running process, and they are much easier to
-  learn precisely than absolute targets (a Gaussian policy pushed to ±1 turns rate-limited
-  absolute targets into an oscillation).
-* **Observation** — ``Box(float32)``: the current setpoints scaled to [-1, 1]; then for the last
-  interval, per station, utilization, blocked, starved and down fractions and the input buffer's
-  mean queue length relative to its capacity (or to 10 when unlimited); then line throughput
-  relative to the nominal bottleneck rate, scrap rate, energy per unit relative to the busy-power
-  nominal, and the elapsed fraction of the episode. Scale-free, so one policy can serve nearby
-  variants of a line.
-* **Reward** — the line KPI ``objective`` over the interval (default ``margin``: good units ×
-  margin − scrapped × scrap cost − energy cost, money) divided by ``reward_scale`` (default: the
-  margin per unit × the units the nominal bottleneck makes in one interval, so the default
-  setpoints earn ≈ 1 per step). ``objective`` may name any line KPI (``throughput``, ``energy_cost``
-  …) with ``minimize=True`` for costs.
-* **Episode** — ``reset(seed=…)`` builds a fresh twin whose random streams come from the env's
-  seeded generator, runs the scenario's warm-up at the starting setpoints (the scenario's values,
-  or uniformly random ones with ``random_start=True``), then ``episode_steps`` decisions; the
-  episode is truncated after the last one.
-
-``figure()`` returns a plotly figure of the setpoints and KPIs over the episode.
-"""
+"""``twinopt/Parameter-v0``: choose process setpoints, the twin runs a decision interval
+(:class:`ParameterEnv`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +9,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.pickling import PicklesByReplay
 from twins.errors import InputError
-from twins.kpi import line_kpis, station_kpis
+from twins.kpi import LINE_UNITS, line_kpis, station_kpis
 from twins.loader import load_scenario
 from twins.model import Line
 from twins.spec import Scenario
@@ -54,7 +24,59 @@ def resolve_scenario(scenario: str | Path | Scenario) -> Scenario:
     return scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
 
 
-class ParameterEnv(gym.Env):
+class ParameterEnv(PicklesByReplay, gym.Env):
+    """Process setpoints of a line twin: each step applies setpoints for the next ``interval``
+    (scenario time units) and returns what happened in it.
+
+    ## Action Space
+    ``Box(-1, 1, (n,), float32)``, one entry per process parameter. With
+    ``action_mode="absolute"`` (default) it is mapped linearly onto the parameter's ``[min, max]``;
+    a parameter's ``max_step`` (rate limit) is enforced: a request further than ``max_step`` from
+    the current setpoint is clipped to it, and ``info["clipped"]`` lists the parameters that were
+    (with requested and applied values). With ``action_mode="delta"`` the action is a change of
+    ``action x max_step`` (x a tenth of the range where no ``max_step`` is set): holding still is
+    0, moves respect the rate limit by construction, and only the bounds can clip. Incremental
+    setpoint changes are how operators adjust a running process, and they are much easier to
+    learn precisely than absolute targets (a Gaussian policy pushed to +-1 turns rate-limited
+    absolute targets into an oscillation).
+
+    ## Observation Space
+    ``Box(-1, 10, (n + 5 x stations + 4,), float32)``: the current setpoints scaled to [-1, 1];
+    then for the last interval, per station, utilization, blocked, starved and down fractions
+    and the input buffer's mean queue length relative to its capacity (or to 10 when unlimited);
+    then line throughput relative to the nominal bottleneck rate, scrap rate, energy per unit
+    relative to the busy-power nominal, and the elapsed fraction of the episode. Scale-free, so
+    one policy can serve nearby variants of a line.
+
+    ## Rewards
+    The line KPI ``objective`` over the interval (default ``margin``: good units x margin -
+    scrapped x scrap cost - energy cost, money), negated with ``minimize=True``, divided by
+    ``reward_scale`` (default: the margin per unit x the units the nominal bottleneck makes in
+    one interval, so the default setpoints earn about 1 per step). An undefined KPI (NaN) counts 0.
+
+    ## Starting State
+    ``reset(seed=...)`` builds a fresh twin whose random streams come from the env's seeded
+    generator and runs the scenario's warm-up at the starting setpoints (the scenario's values,
+    or uniformly random ones with ``random_start=True``); the first observation describes the
+    warm-up.
+
+    ## Episode End
+    Truncated after ``episode_steps`` decisions; never terminated.
+
+    ## Arguments
+    * ``scenario``: a shipped scenario name (default ``"glue_dispensing"``), a YAML path or a
+      :class:`~twins.spec.Scenario` with process parameters.
+    * ``interval``: decision interval, scenario time units (default: a 16th of the window after
+      warm-up); ``episode_steps``: decisions per episode (default: the window's intervals).
+    * ``parameters``: ``station.parameter`` names to control (default: all).
+    * ``objective``: a line KPI name (:data:`twins.kpi.LINE_UNITS`, e.g. ``throughput``,
+      ``energy_cost``); ``minimize``: reward its negative (for costs).
+    * ``reward_scale``: divisor of the reward (default above); ``random_start``: random starting
+      setpoints; ``action_mode``: ``"absolute"`` or ``"delta"``.
+
+    :meth:`figure` returns a plotly figure of the setpoints and KPIs over the episode.
+    """
+
     metadata = {"render_modes": []}
 
     def __init__(self, scenario: str | Path | Scenario = "glue_dispensing", interval: float | None = None,
@@ -81,6 +103,8 @@ class ParameterEnv(gym.Env):
         if action_mode not in ("absolute", "delta"):
             raise InputError(f"action_mode must be absolute or delta, got {action_mode!r}")
         self.action_mode = action_mode
+        if objective not in LINE_UNITS:
+            raise InputError(f"unknown objective {objective!r}; choose a line KPI: {', '.join(LINE_UNITS)}")
         self.objective, self.sign = objective, (-1.0 if minimize else 1.0)
         self.random_start = random_start
         self.low = np.array([p.min for _, p in self.params])
@@ -141,6 +165,7 @@ class ParameterEnv(gym.Env):
     # -- gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        self._record_reset(options)
         twin_seed = int(self.np_random.integers(2**31 - 1))
         self.current = (self.np_random.uniform(self.low, self.high) if self.random_start else self.start.copy())
         self.line = Line(self.scenario, seed=twin_seed, replication=0)
@@ -157,6 +182,7 @@ class ParameterEnv(gym.Env):
     def step(self, action):
         if self.line is None:
             raise RuntimeError("call reset() before step()")
+        self._record_step(action)
         a = np.clip(np.asarray(action, dtype=float).reshape(self.low.shape), -1.0, 1.0)
         if self.action_mode == "delta":
             requested = self.current + a * self.delta_step
@@ -172,7 +198,7 @@ class ParameterEnv(gym.Env):
         self.line.run(self.line.env.now + self.interval)
         self.s_last = self.line.snapshot()
         kpis, stations = line_kpis(self.line, s_prev, self.s_last), station_kpis(self.line, s_prev, self.s_last)
-        value = kpis[self.objective]
+        value = kpis.get(self.objective, float("nan"))  # order KPIs appear with the first order
         reward = self.sign * (0.0 if np.isnan(value) else value) / self.reward_scale
         self.steps += 1
         truncated = self.steps >= self.episode_steps

@@ -1,27 +1,37 @@
-"""twinopt/Dispatch-v0 in dynamic mode: decisions from the twin (arrivals, due dates, breakdowns)."""
+"""twinopt/DynamicDispatch-v0 (and twinopt/Dispatch-v0 with a scenario): decisions from the twin
+(arrivals, due dates, breakdowns). The env checkers, determinism and pickling: tests/test_envs.py."""
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401
 from envs.dispatch import DispatchEnv
+from envs.dispatch_engine import DispatchEngine
+from envs.dynamic_dispatch import DynamicDispatchEnv
+from envs.jobshop_engine import JobShopEngine
 from optimizers.rl.baselines import baselines_for
 from twins.errors import InputError
+from twins.jobshop.instances import load_instance
 
 
 def make():
-    return DispatchEnv(scenario="dynamic_jobshop")
+    return DynamicDispatchEnv(scenario="dynamic_jobshop")
 
 
-def test_dynamic_mode_passes_both_env_checkers():
-    check_env(make(), skip_render_check=True)
-    sb3_check_env(make())
+def test_dispatch_v0_picks_the_env_from_its_kwargs_and_both_engines_follow_the_protocol():
+    dynamic = gym.make("twinopt/Dispatch-v0", scenario="dynamic_jobshop").unwrapped
+    static = gym.make("twinopt/Dispatch-v0", instance="ft06").unwrapped
+    assert type(dynamic) is DynamicDispatchEnv and type(static) is DispatchEnv
+    assert type(gym.make("twinopt/DynamicDispatch-v0").unwrapped) is DynamicDispatchEnv
+    static.reset(seed=0)
+    assert isinstance(dynamic.engine, DispatchEngine) and isinstance(static.engine, DispatchEngine)
+    # a static instance's due dates are the TWK dates EDD has always used: 1.5 x total work
+    engine = JobShopEngine(load_instance("ft06"))
+    np.testing.assert_array_equal(engine.due, 1.5 * np.array([sum(d for _, d in job) for job in engine.instance.jobs]))
 
 
 @settings(max_examples=10, deadline=None)
@@ -41,7 +51,7 @@ def test_masked_random_rollouts_are_valid_and_the_return_is_minus_the_tardiness(
     assert info["time"] == pytest.approx(env.engine.scenario.horizon.length)
 
 
-def test_same_seed_same_episode():
+def test_different_seeds_different_episodes():
     def run(seed):
         env = make()
         env.reset(seed=seed)
@@ -50,11 +60,12 @@ def test_same_seed_same_episode():
             _, r, done, _, _ = env.step(int(np.flatnonzero(env.action_masks())[-1]))
             out.append(r)
         return out
-    assert run(3) == run(3) and run(3) != run(4)
+    assert run(3) != run(4)
 
 
-def test_due_date_rules_beat_processing_time_rules_on_tardiness():
-    base = baselines_for("twinopt/Dispatch-v0")
+@pytest.mark.parametrize("env_id", ["twinopt/Dispatch-v0", "twinopt/DynamicDispatch-v0"])
+def test_due_date_rules_beat_processing_time_rules_on_tardiness(env_id):
+    base = baselines_for(env_id)
     tard = {name: np.mean([base[name](make(), s)["tardiness"] for s in range(4)]) for name in ("edd", "spt", "random")}
     assert tard["edd"] < tard["random"] < tard["spt"]
 
@@ -81,4 +92,4 @@ def test_figure_and_bad_scenario():
         env.step(int(np.flatnonzero(env.action_masks())[0]))
     assert len(env.figure().data) == 4
     with pytest.raises(InputError, match="dispatch: external"):
-        DispatchEnv(scenario="glue_dispensing")
+        DynamicDispatchEnv(scenario="glue_dispensing")

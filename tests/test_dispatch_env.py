@@ -1,8 +1,6 @@
-"""twinopt/Dispatch-v0: the gymnasium/SB3 contracts, determinism, and that masks only ever allow
-feasible schedules."""
+"""twinopt/Dispatch-v0 on static job shops: observations, seeded instances, and that masks only ever
+allow feasible schedules (the env checkers, determinism and pickling: tests/test_envs.py)."""
 from __future__ import annotations
-
-import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -54,18 +52,6 @@ def is_active(instance: JobShopInstance, schedule) -> bool:
     return True
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"instance": "ft06"}, {"instance": "la01", "skip_forced": True},
-                                    {"n_jobs": 5, "n_machines": 3, "mode": "non_delay"}])
-def test_env_passes_gymnasium_and_sb3_checkers(kwargs):
-    from gymnasium.utils.env_checker import check_env as gym_check
-    from stable_baselines3.common.env_checker import check_env as sb3_check
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no warnings either
-        gym_check(gym.make(ENV_ID, **kwargs).unwrapped)
-        sb3_check(gym.make(ENV_ID, **kwargs))
-
-
 def test_observation_is_fixed_size_for_a_family_and_documented():
     env = gym.make(ENV_ID, n_jobs=15, n_machines=15)
     shapes = {env.reset(seed=s)[0].shape for s in range(3)}
@@ -75,15 +61,12 @@ def test_observation_is_fixed_size_for_a_family_and_documented():
     assert fixed.observation_space == env.observation_space  # one policy serves both
 
 
-def test_reset_with_seed_reproduces_the_episode():
+def test_reset_seed_draws_the_random_instance():
     a, b = gym.make(ENV_ID, n_jobs=6, n_machines=4), gym.make(ENV_ID, n_jobs=6, n_machines=4)
-    for seed in (0, 7):
-        ra, ia = random_masked_episode(a, np.random.default_rng(1), seed)
-        rb, ib = random_masked_episode(b, np.random.default_rng(1), seed)
-        assert ra == rb and ia["makespan"] == ib["makespan"]
-        assert a.unwrapped.instance.jobs == b.unwrapped.instance.jobs
     a.reset(seed=0)
+    b.reset(seed=0)
     first = a.unwrapped.instance.jobs
+    assert b.unwrapped.instance.jobs == first
     a.reset(seed=1)
     assert a.unwrapped.instance.jobs != first  # another seed, another instance
 

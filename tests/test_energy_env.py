@@ -1,11 +1,10 @@
-"""EnergyEnv (twinopt/Energy-v0): env contracts, seeded determinism, vector envs, a PPO run end to end."""
+"""EnergyEnv (twinopt/Energy-v0): episode accounting, seeds, vector envs, a PPO run end to end (the env
+checkers, determinism and pickling: tests/test_envs.py)."""
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env as gym_check_env
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401  (registers twinopt/*)
 from envs.energy import FEATURES, EnergyEnv
@@ -38,20 +37,11 @@ def rollout(env: gym.Env, seed: int, actions: np.ndarray) -> tuple[list[np.ndarr
     return seen, rewards, info
 
 
-def test_env_passes_gymnasium_and_sb3_checkers():
-    env = gym.make(ENV_ID)
-    gym_check_env(env.unwrapped, skip_render_check=True)
-    sb3_check_env(env.unwrapped)
-    assert env.observation_space.shape == (len(FEATURES),)
-    gym_check_env(short_env(), skip_render_check=True)
-
-
-def test_same_seed_same_episode_and_different_seeds_differ():
+def test_observation_is_documented_and_different_seeds_differ():
+    assert gym.make(ENV_ID).observation_space.shape == (len(FEATURES),)
     env = short_env()
     actions = np.random.default_rng(0).integers([0, 0], [3, 5], size=(env.unwrapped.n_steps, 2))
     a = rollout(env, 7, actions)
-    b = rollout(env, 7, actions)
-    assert all(np.array_equal(x, y) for x, y in zip(a[0], b[0])) and a[1] == b[1]
     c = rollout(env, 8, actions)
     assert a[1] != c[1]  # another twin seed: other process times, other energy
 

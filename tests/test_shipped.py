@@ -75,13 +75,13 @@ def test_cli_commands_take_shipped_names_from_any_directory(tmp_path):
 
 @pytest.mark.parametrize("env_id, name", [("twinopt/Parameter-v0", "glue_dispensing"),
                                           ("twinopt/Energy-v0", "smt_reflow_energy"),
-                                          ("twinopt/Dispatch-v0", "dynamic_jobshop")])
+                                          ("twinopt/Dispatch-v0", "dynamic_jobshop"),
+                                          ("twinopt/DynamicDispatch-v0", "dynamic_jobshop")])
 def test_environments_take_shipped_names(env_id, name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no scenarios/ folder here
     env = gym.make(env_id, scenario=name)
     try:
-        scenario = env.unwrapped._scenario if env_id.endswith("Dispatch-v0") else env.unwrapped.scenario
-        assert scenario.model_dump() == load_scenario(SCENARIOS / f"{name}.yaml").model_dump()
+        assert env.unwrapped.scenario.model_dump() == load_scenario(SCENARIOS / f"{name}.yaml").model_dump()
         env.reset(seed=0)
     finally:
         env.close()

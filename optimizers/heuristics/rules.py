@@ -1,9 +1,11 @@
 """Dispatching rules for the job shop: small functions registered by name, run through the same
-engine as ``twinopt/Dispatch-v0`` (:mod:`envs.jobshop_engine`), so a rule takes exactly the
-decisions the environment exposes to an agent.
+engines as ``twinopt/Dispatch-v0`` and ``twinopt/DynamicDispatch-v0`` (any
+:class:`envs.dispatch_engine.DispatchEngine`), so a rule takes exactly the decisions the
+environment exposes to an agent.
 
-A rule maps the engine state and the candidate jobs (ascending job indices) to one *key* per
-candidate; the candidate with the smallest key is dispatched, ties going to the lowest job index.
+A rule maps the engine state and the candidate rows (ascending indices: jobs, or slots of waiting
+parts) to one *key* per candidate; the candidate with the smallest key is dispatched, ties going
+to the lowest index.
 
 ========  =====================================================================================
 fifo      first in first out: the job that became ready for its next operation earliest
@@ -11,9 +13,9 @@ spt/lpt   shortest / longest processing time of the next operation
 mwkr      most work remaining (next operation included)
 lwkr      least work remaining
 mor/lor   most / least operations remaining
-edd       earliest due date, with due date ``d_j = EDD_FACTOR * total work of job j`` (the TWK
-          rule of Baker 1984, all jobs released at 0). On a static instance that orders jobs by
-          total work; the factor only matters when due dates are reported.
+edd       earliest due date (the engine's ``due``). A static instance has none of its own; its
+          engine gives job j the TWK due date ``DUE_DATE_FACTOR * total work of job j`` (Baker
+          1984, all jobs released at 0), so EDD orders jobs by total work there.
 random    uniform among the candidates, from a seeded ``numpy.random.Generator``
 ========  =====================================================================================
 
@@ -28,16 +30,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from envs.jobshop_engine import JobShopEngine
+from envs.dispatch_engine import DispatchEngine
+from envs.jobshop_engine import DUE_DATE_FACTOR, JobShopEngine
 from twins.errors import InputError
 from twins.jobshop.instances import JobShopInstance
 from twins.jobshop.schedule import Schedule, ScheduledOperation
 
 #: key function: (engine, candidate job indices, rng) -> keys (smallest is dispatched)
-Rule = Callable[[JobShopEngine, np.ndarray, np.random.Generator], np.ndarray]
+Rule = Callable[[DispatchEngine, np.ndarray, np.random.Generator], np.ndarray]
 RULES: dict[str, Rule] = {}
 DESCRIPTIONS: dict[str, str] = {}
-EDD_FACTOR = 1.5
 DEFAULT_MODE = "non_delay"
 
 
@@ -50,48 +52,47 @@ def register(name: str, description: str) -> Callable[[Rule], Rule]:
 
 
 @register("fifo", "first in first out (earliest job ready time)")
-def fifo(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def fifo(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return engine.job_ready[cand]
 
 
 @register("spt", "shortest processing time")
-def spt(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def spt(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return engine.op_duration[cand]
 
 
 @register("lpt", "longest processing time")
-def lpt(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def lpt(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return -engine.op_duration[cand]
 
 
 @register("mwkr", "most work remaining")
-def mwkr(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def mwkr(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return -engine.remaining_work[cand]
 
 
 @register("lwkr", "least work remaining")
-def lwkr(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def lwkr(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return engine.remaining_work[cand]
 
 
 @register("mor", "most operations remaining")
-def mor(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def mor(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return -engine.remaining_ops[cand]
 
 
 @register("lor", "least operations remaining")
-def lor(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def lor(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return engine.remaining_ops[cand]
 
 
-@register("edd", f"earliest due date (static instances: due = {EDD_FACTOR} x total work)")
-def edd(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    due = getattr(engine, "due", None)  # the dynamic (twin) engine knows the orders' real due dates
-    return due[cand] if due is not None else EDD_FACTOR * engine.total_work[cand]
+@register("edd", f"earliest due date (static instances: due = {DUE_DATE_FACTOR} x total work)")
+def edd(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return engine.due[cand]
 
 
 @register("random", "uniformly random candidate")
-def random_choice(engine: JobShopEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def random_choice(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return rng.random(len(cand))
 
 
@@ -103,8 +104,8 @@ def get_rule(name: str) -> Rule:
     return rule
 
 
-def choose(rule: Rule, engine: JobShopEngine, rng: np.random.Generator) -> int:
-    """The job ``rule`` dispatches in the engine's current state."""
+def choose(rule: Rule, engine: DispatchEngine, rng: np.random.Generator) -> int:
+    """The row (job or slot) ``rule`` dispatches in the engine's current state."""
     cand = engine.candidates
     if len(cand) == 1:
         return int(cand[0])

@@ -67,11 +67,13 @@ def random_policy(env: gym.Env, seed: int) -> dict[str, float]:
 
 def _dispatch_rule(name: str) -> Baseline:
     def baseline(env: gym.Env, seed: int) -> dict[str, float]:
-        # A rule builds its schedule in its own (non-delay) candidate mode on the episode's
-        # instance; the return is what the env would have paid for that makespan.
+        # On a static instance a rule builds its schedule in its own (non-delay) candidate mode;
+        # the return is what the env would have paid for that makespan. In the twin the rule
+        # decides step by step on the env's engine.
+        from envs.dynamic_dispatch import DynamicDispatchEnv
         from optimizers.heuristics.rules import choose, get_rule, schedule_with_rule
 
-        if getattr(env.unwrapped, "_scenario", None) is not None:  # dynamic mode: the rule decides step by step
+        if isinstance(env.unwrapped, DynamicDispatchEnv):
             rule, rng = get_rule(name), np.random.default_rng(seed)
             return run_episode(env, seed, lambda obs, info: choose(rule, env.unwrapped.engine, rng))
         env.reset(seed=seed)
@@ -88,7 +90,8 @@ def _register_dispatch_rules() -> None:
 
     for name in RULES:
         if name != "random":  # the generic masked random policy covers it, within the env's mode
-            register_baseline("twinopt/Dispatch-v0", name)(_dispatch_rule(name))
+            for env_id in ("twinopt/Dispatch-v0", "twinopt/DynamicDispatch-v0"):
+                register_baseline(env_id, name)(_dispatch_rule(name))
 
 
 _register_dispatch_rules()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.dispatch_engine import DispatchEngine
 from envs.jobshop_engine import N_FEATURES, JobShopEngine
 from twins.errors import InputError
 from twins.jobshop.instances import JobShopInstance
@@ -42,13 +43,15 @@ def load_policy(model_path: str | Path):
     return _load(str(path.resolve()), path.stat().st_mtime)
 
 
-def greedy_dispatch(engine: JobShopEngine, model) -> None:
-    """Run ``engine`` to completion with ``model``'s greedy masked choices."""
-    n_policy = model.observation_space.shape[0] // N_FEATURES
-    n = engine.n_jobs
+def greedy_dispatch(engine: DispatchEngine, model, name: str = "the problem",
+                    n_features: int = N_FEATURES) -> None:
+    """Run ``engine`` to completion with ``model``'s greedy masked choices; ``n_features`` is
+    the width of the engine's observation rows, ``name`` names the problem in errors."""
+    n_policy = model.observation_space.shape[0] // n_features
+    n = len(engine.mask)
     if n > n_policy:
-        raise InputError(f"the policy schedules up to {n_policy} jobs; {engine.instance.name} has {n}")
-    obs = np.zeros((n_policy, N_FEATURES), dtype=np.float32)
+        raise InputError(f"the policy schedules up to {n_policy} jobs; {name} has {n}")
+    obs = np.zeros((n_policy, n_features), dtype=np.float32)
     mask = np.zeros(n_policy, dtype=bool)
     masked = "action_masks" in inspect.signature(model.predict).parameters
     while not engine.done:
@@ -78,7 +81,7 @@ def schedule_with_policy(instance: JobShopInstance, model_path: str | Path) -> S
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # batch of one, tiny layers: threading only costs
     try:
-        greedy_dispatch(engine, model)
+        greedy_dispatch(engine, model, instance.name)
     finally:
         torch.set_num_threads(threads)
     ops = [ScheduledOperation(*row) for row in engine.schedule_rows()]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,11 @@ def mirrored(instance: JobShopInstance, starts: np.ndarray) -> tuple[JobShopInst
     return JobShopInstance(instance.name + "_mirror", jobs, instance.n_machines, instance.bounds), mirror
 
 
+#: an expert: (engine, reference starts (n_jobs, max ops)) -> job to dispatch. Experts read the
+#: static engine's ``next_op`` and ``copy()``, which the DispatchEngine protocol does not declare.
+Expert = Callable[[JobShopEngine, np.ndarray], int]
+
+
 def expert_action(engine: JobShopEngine, ref_starts: np.ndarray) -> int:
     """The candidate whose next operation starts earliest in the reference (lowest job on ties)."""
     c = engine.candidates
@@ -146,7 +152,7 @@ def new_model(n_jobs: int = 15, n_machines: int = 15, hidden: int = 128, seed: i
 
 
 def rollout(refs: list[tuple[JobShopInstance, np.ndarray]], policy=None, beta: float = 1.0,
-            rng: np.random.Generator | None = None, expert=expert_action):
+            rng: np.random.Generator | None = None, expert: Expert = expert_action):
     """Run every instance to completion, engines in lockstep (one batched forward per step).
 
     At each decision with two or more candidates the acting choice is the expert's with
@@ -303,7 +309,7 @@ def lookahead_expert(engine: JobShopEngine, ref_starts: np.ndarray) -> int:
     return best
 
 
-EXPERTS = {"reference": expert_action, "lookahead": lookahead_expert}
+EXPERTS: dict[str, Expert] = {"reference": expert_action, "lookahead": lookahead_expert}
 
 
 def _cli(argv: list[str] | None = None) -> int:
