@@ -99,7 +99,7 @@ class TwinDispatchEngine:
         """Start the part in ``slot``; run the twin to the next decision. Returns the tardiness
         accrued meanwhile (time units)."""
         if not (0 <= slot < len(self.waiting)):
-            raise ValueError(f"slot {slot} holds no waiting part")
+            raise InputError(f"slot {slot} holds no waiting part")
         before = self.accrued_tardiness()
         self.line.decide(self.waiting[slot])
         self.decisions += 1

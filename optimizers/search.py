@@ -51,7 +51,7 @@ from optimizers.setpoints import (
     current_setpoints,
     search_space,
 )
-from twins.errors import InputError
+from twins.errors import InputError, check_replications, check_seed
 from twins.spec import Scenario
 from twins.stats import Comparison, confidence_interval
 
@@ -179,10 +179,8 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
     if top_k < 1:
         raise InputError(f"top_k must be ≥ 1, got {top_k}")
     for value in (seed, sim_seed):
-        if not 0 <= value <= MAX_SEED:
-            raise InputError(f"seed must be an integer in 0..{MAX_SEED}, got {value}")
-    if final_replications < 2:
-        raise InputError(f"final replications must be ≥ 2 (for confidence intervals), got {final_replications}")
+        check_seed(value, MAX_SEED)
+    check_replications(final_replications, 2, "final replications")
     space = search_space(scenario, params)
     sign = 1.0 if direction == "maximize" else -1.0
     started = time.perf_counter()
@@ -298,7 +296,10 @@ def figures(result: SearchResult) -> list:
                           xaxis_title="trial", yaxis_title=label, legend_orientation="h")
 
     importance = go.Figure()
-    try:
+    completed = len(result.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if completed >= 2:
+        # PED-ANOVA compares the top 10 % of trials with all of them; with fewer than two trials those
+        # are the same set and optuna only warns and returns equal importances, which say nothing
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             imp = optuna.importance.get_param_importances(
@@ -306,8 +307,8 @@ def figures(result: SearchResult) -> list:
         names = list(imp)[::-1]
         importance.add_bar(x=[imp[k] for k in names], y=names, orientation="h", marker_color="#2ca02c")
         title = "Parameter importance (PED-ANOVA: how much each parameter sets the top 10 % of trials apart)"
-    except (RuntimeError, ValueError) as err:  # too few completed trials
-        title = f"Parameter importance: not available ({err})"
+    else:
+        title = f"Parameter importance: not available (needs 2 completed trials, got {completed})"
     importance.update_layout(title=title, xaxis=dict(title="importance", tickformat=".0%"),
                              height=220 + 40 * len(result.space))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twins.errors import InputError
+from twins.errors import InputError, check_replications, check_seed
 from twins.kpi import LINE_UNITS, units
 from twins.spec import Scenario
 from twins.stats import Results, replicate
@@ -116,10 +116,8 @@ class Evaluator:
     for all calls; results do not depend on it. Use as a context manager (closes the pool)."""
 
     def __init__(self, scenario: Scenario, objective: str, replications: int, seed: int, workers: int = 1):
-        if replications < 1:
-            raise InputError(f"replications must be ≥ 1, got {replications}")
-        if not 0 <= seed <= MAX_SEED + 1:
-            raise InputError(f"seed must be an integer in 0..{MAX_SEED}, got {seed}")
+        check_replications(replications)
+        check_seed(seed, MAX_SEED + 1)  # the search's final replays use seed + 1
         check_objective(scenario, objective)
         self.scenario, self.objective, self.replications, self.seed = scenario, objective, replications, seed
         self.pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None

@@ -22,7 +22,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from twins.expressions import Expression, ExpressionError
+from twins.errors import InputError, SpecError
+from twins.expressions import Expression
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -99,12 +100,12 @@ class FittedResponse(_Model):
         rows = self.data
         missing = [c for c in (*names, self.target) if any(c not in r for r in rows)]
         if missing:
-            raise ValueError(f"recipe data lacks column(s) {', '.join(sorted(set(missing)))}")
+            raise InputError(f"recipe data lacks column(s) {', '.join(sorted(set(missing)))}")
         X = np.array([[r[n] for n in names] for r in rows], float)
         y = np.array([r[self.target] for r in rows], float)
         A = self._features(X)
         if A.shape[0] < A.shape[1]:
-            raise ValueError(f"{self.fit} fit over {len(names)} parameters needs ≥ {A.shape[1]} rows, got {A.shape[0]}")
+            raise InputError(f"{self.fit} fit over {len(names)} parameters needs ≥ {A.shape[1]} rows, got {A.shape[0]}")
         self._coef, *_ = np.linalg.lstsq(A, y, rcond=None)
         self._names = names
 
@@ -133,7 +134,8 @@ class Response(_Model):
     power_kw: ResponseSpec | None = Field(default=None, description="busy power draw in kW")
 
     def compile(self, names: tuple[str, ...]) -> dict[str, object]:
-        """Callables per response name; raises ValueError naming the response on a bad one."""
+        """Callables per response name; a bad one raises :class:`SpecError` with the path
+        ``(response name,)``."""
         out = {}
         for key, spec in (("cycle_time_factor", self.cycle_time_factor), ("yield", self.yield_),
                           ("power_kw", self.power_kw)):
@@ -145,8 +147,8 @@ class Response(_Model):
                 else:
                     spec.bind(names)
                     out[key] = spec
-            except (ExpressionError, ValueError) as err:
-                raise ValueError(f"{key}: {err}") from None
+            except InputError as err:  # ExpressionError included
+                raise SpecError((key,), err.message) from None
         return out
 
 
@@ -165,11 +167,12 @@ def evaluate_responses(responses: dict[str, object], setpoints: dict[str, float]
     return out
 
 
-def check_response_ranges(responses: dict[str, object], params: list[Parameter]) -> str | None:
-    """Evaluate at every corner of the parameter box and at the defaults; a message if any
-    response leaves its valid range there (a response model that cannot be trusted)."""
+def check_response_ranges(responses: dict[str, object], params: list[Parameter]) -> None:
+    """Evaluate at every corner of the parameter box and at the defaults; :class:`SpecError` with
+    the path ``(response name,)`` if a response leaves its valid range there (a response model
+    that cannot be trusted)."""
     if not responses or not params:
-        return None
+        return
     names = [p.name for p in params]
     corners = [dict(zip(names, c)) for c in itertools.product(*[(p.min, p.max) for p in params])]
     points = [{p.name: p.default for p in params}, {p.name: p.setpoint for p in params}, *corners]
@@ -180,5 +183,4 @@ def check_response_ranges(responses: dict[str, object], params: list[Parameter])
             bad = not np.isfinite(v) or v > hi + 1e-9 or (v < lo - 1e-9 if incl else v <= lo)
             if bad:
                 where = ", ".join(f"{k}={pt[k]:g}" for k in names)
-                return f"{key} evaluates to {v:g} at {where}, outside its valid range"
-    return None
+                raise SpecError((key,), f"{key} evaluates to {v:g} at {where}, outside its valid range")

@@ -260,13 +260,9 @@ def check_references(s: Scenario) -> None:
         names = _unique(st.parameters, "parameter", f"stations[{j}].parameters") if st.parameters else {}
         if st.response is not None:
             try:
-                compiled = st.response.compile(tuple(names))
-            except ValueError as err:
-                key = str(err).split(":", 1)[0]
-                raise SpecError(("stations", j, "response", key), str(err).split(": ", 1)[-1]) from None
-            problem = check_response_ranges(compiled, st.parameters)
-            if problem:
-                raise SpecError(("stations", j, "response", problem.split(" ", 1)[0]), problem)
+                check_response_ranges(st.response.compile(tuple(names)), st.parameters)
+            except SpecError as err:  # its path starts at the response's name
+                raise SpecError(("stations", j, "response", *err.path), err.msg) from None
     for i, src in enumerate(s.sources):
         mix = getattr(src, "mix", None) or {}
         for prod, w in mix.items():

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats as sps
 from tqdm.auto import tqdm
 
+from twins.errors import check_replications, check_seed
 from twins.kpi import line_kpis, station_kpis, units
 from twins.model import Line
 from twins.spec import Scenario
@@ -115,9 +116,9 @@ def replicate(scenario: Scenario, replications: int | None = None, seed: int = 0
     here); otherwise ``workers`` processes are used (1 = in this process). ``sample_every``
     records time series for the first ``series_replications`` replications (for reports).
     """
-    n = replications or scenario.replications
-    if n < 1:
-        raise ValueError("replications must be ≥ 1")
+    n = scenario.replications if replications is None else replications
+    check_replications(n)
+    check_seed(seed)
     jobs = [(scenario, seed, r, sample_every if r < series_replications else None) for r in range(n)]
     results: list[Replication | None] = [None] * n
     desc = progress if isinstance(progress, str) else f"{scenario.name}: replications"
@@ -181,7 +182,7 @@ class Comparison:
 def compare(a: Scenario, b: Scenario, replications: int | None = None, seed: int = 0, *, workers: int | None = None,
             progress: bool = False) -> Comparison:
     """Run both scenarios with the same seeds (common random numbers) and pair the replications."""
-    n = replications or a.replications
+    n = a.replications if replications is None else replications
     ra = replicate(a, n, seed, workers=workers, progress=f"{a.name}: replications" if progress else False)
     rb = replicate(b, n, seed, workers=workers, progress=f"{b.name}: replications" if progress else False)
     return Comparison(ra, rb)

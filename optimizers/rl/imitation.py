@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.jobshop_engine import JobShopEngine
+from twins.errors import InputError, NoSolutionFound
 from twins.jobshop.generate import random_instance
 from twins.jobshop.instances import Bounds, JobShopInstance
 
@@ -60,7 +61,7 @@ def solve_reference(instance: JobShopInstance, deterministic_seconds: float = 10
     solver.parameters.num_workers = workers
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        raise RuntimeError(f"CP-SAT found no schedule for {instance.name}")
+        raise NoSolutionFound(f"CP-SAT found no schedule for {instance.name}", cp_model.CpSolver().status_name(status).lower())
     K = max(len(ops) for ops in instance.jobs)
     out = np.full((instance.n_jobs, K), -1, dtype=np.int64)
     for (j, k), s in starts.items():
@@ -251,7 +252,7 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
     if limit:
         refs = refs[:limit]
     if len(refs) <= validation:
-        raise RuntimeError(f"{refs_dir}: {len(refs)} references, need more than {validation}")
+        raise InputError(f"{refs_dir}: {len(refs)} references, need more than {validation} (the validation share)")
     train_refs, val_refs = refs[:-validation], refs[-validation:]
     if mirror:
         train_refs = train_refs + [mirrored(inst, st) for inst, st in train_refs]
