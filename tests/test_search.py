@@ -203,6 +203,7 @@ def test_importance_is_not_drawn_from_a_single_trial(known):
     from optimizers.search import figures
 
     result = parameter_search(known, budget=1, replications=1, top_k=1, final_replications=2, seed=1)
-    assert figures(result)[1].layout.title.text == "Parameter importance: not available (needs 2 completed trials, got 1)"
+    title = figures(result)[1].layout.title.text
+    assert title == "Parameter importance: not available (needs 2 completed trials, got 1)"
     result = parameter_search(known, budget=2, replications=1, top_k=1, final_replications=2, seed=1)
     assert figures(result)[1].layout.title.text.startswith("Parameter importance (PED-ANOVA")
