@@ -59,8 +59,7 @@ class TwinDispatchEngine:
         if slots < 2:
             raise InputError("slots must be ≥ 2")
         self.scenario, self.slots = scenario, int(slots)
-        means = [d.mean for st in scenario.stations
-                 for d in (st.process_time, *st.process_time_by_product.values()) if d is not None]
+        means = [m for st in scenario.stations for m in st.nominal_process_times()]
         self.scale = float(np.mean(means)) if means else 1.0
         self.n_stations = len(scenario.stations)
         self.reset(seed)

@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from optimizers.milp.energy import EnergyPlan, default_station, problem_from_scenario, solve_problem
+from optimizers.milp.energy import EnergyPlan, problem_from_scenario, solve_problem
 from optimizers.recommendation import Provenance, Recommendation
-from twins.energy import OFF, STANDBY
+from twins.energy import OFF, STANDBY, largest_consumer
 from twins.errors import InputError, check_replications
 from twins.kpi import line_kpis, station_kpis
 from twins.model import Line
@@ -158,7 +158,7 @@ def recommend_energy_plan(scenario: Scenario | str | Path, station: str | list[s
         scenario = load_scenario(str(scenario))
     check_replications(replications)
     started = time.perf_counter()
-    station = station or default_station(scenario)
+    station = station or largest_consumer(scenario)
     external = any(s.kind == "external" for s in scenario.sources)
     asis = None
     if target is None:

@@ -52,6 +52,7 @@ from optimizers.setpoints import (
     search_space,
 )
 from twins.errors import InputError, check_replications, check_seed
+from twins.jsonsafe import finite_or_none
 from twins.spec import Scenario
 from twins.stats import Comparison, confidence_interval
 
@@ -133,11 +134,6 @@ def _setpoints(space: Sequence[Dimension], params: Mapping[str, float]) -> Setpo
     for d in space:
         out.setdefault(d.station, {})[d.name] = float(params[d.key])
     return out
-
-
-def _num(x: float) -> float | None:
-    """JSON-safe number: NaN (undefined, e.g. a zero-width CI) becomes None."""
-    return None if math.isnan(x) else float(x)
 
 
 def _mean(values: np.ndarray) -> float:
@@ -237,9 +233,9 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
             "significant": chosen.lower_bound > 0,
             "best_trial": {"number": best.number, "setpoints": best.setpoints, "value": best.value},
             "chosen_trial": chosen.trial,
-            "finalists": [{"trial": f.trial, "setpoints": f.setpoints, "mean": _num(f.mean),
-                           "half_width": _num(f.half_width), "improvement": _num(f.improvement),
-                           "improvement_half_width": _num(f.improvement_half_width)} for f in finalists],
+            "finalists": [{"trial": f.trial, "setpoints": f.setpoints, "mean": finite_or_none(f.mean),
+                           "half_width": finite_or_none(f.half_width), "improvement": finite_or_none(f.improvement),
+                           "improvement_half_width": finite_or_none(f.improvement_half_width)} for f in finalists],
         })
     rec = Recommendation.from_comparison("setpoints", chosen.setpoints, comparison, provenance, scenario=scenario)
     return SearchResult(rec, study, space, trials, finalists, chosen, objective, direction, seconds,

@@ -18,6 +18,7 @@ import numpy as np
 
 from twins.errors import InputError, check_replications, check_seed
 from twins.kpi import LINE_UNITS, units
+from twins.response import check_setpoints
 from twins.spec import Scenario
 from twins.stats import Results, replicate
 
@@ -79,17 +80,10 @@ def with_setpoints(scenario: Scenario, setpoints: Mapping[str, Mapping[str, floa
     for station, values in setpoints.items():
         idx = next((i for i, s in enumerate(stations) if s.name == station), None)
         if idx is None:
-            raise InputError(f"unknown station {station!r}")
+            raise InputError(f"unknown station {station!r} (stations: {', '.join(s.name for s in stations)})")
         st = stations[idx]
-        params = list(st.parameters)
-        for name, v in values.items():
-            k = next((i for i, p in enumerate(params) if p.name == name), None)
-            if k is None:
-                raise InputError(f"{station}: unknown parameter {name!r}")
-            p = params[k]
-            if not (p.min <= float(v) <= p.max):
-                raise InputError(f"{station}.{name}: {v} is outside the bounds [{p.min}, {p.max}] {p.unit}".rstrip())
-            params[k] = p.model_copy(update={"value": float(v)})
+        checked = check_setpoints(station, st.parameters, values)
+        params = [p.model_copy(update={"value": checked[p.name]}) if p.name in checked else p for p in st.parameters]
         stations[idx] = st.model_copy(update={"parameters": params})
     return scenario.model_copy(update={"stations": stations})
 

@@ -16,23 +16,21 @@ from __future__ import annotations
 import csv
 import itertools
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from twins.errors import InputError, SpecError
 from twins.expressions import Expression
+from twins.specmodel import SpecModel
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Parameter(_Model):
+class Parameter(SpecModel):
     """A process parameter (setpoint) with its safe operating range."""
 
     name: str = Field(description="identifier used in response expressions, e.g. pressure_bar")
@@ -58,8 +56,8 @@ class Parameter(_Model):
             raise ValueError(f"min ({self.min}) must be below max ({self.max})")
         if not self.min <= self.default <= self.max:
             raise ValueError(f"default {self.default} is outside [{self.min}, {self.max}]")
-        if self.value is not None and not self.min <= self.value <= self.max:
-            raise ValueError(f"value {self.value} is outside the bounds [{self.min}, {self.max}] {self.unit}".rstrip())
+        if self.value is not None:
+            check_setpoint(self, self.value, "value ")
         return self
 
     @property
@@ -67,7 +65,39 @@ class Parameter(_Model):
         return self.default if self.value is None else self.value
 
 
-class FittedResponse(_Model):
+class SetpointError(InputError, ValueError):
+    """A setpoint outside its parameter's bounds, or for a parameter the station does not have.
+    Also a ``ValueError``, so :class:`Parameter`'s own validator reports it as a validation error."""
+
+
+def check_setpoint(p: Parameter, value: float, prefix: str) -> float:
+    """``value`` as a float when it lies within ``p``'s bounds; :class:`SetpointError`
+    (``"<prefix><value> is outside the bounds [min, max] unit"``) otherwise."""
+    v = float(value)
+    if not p.min <= v <= p.max:
+        raise SetpointError(f"{prefix}{value} is outside the bounds [{p.min}, {p.max}] {p.unit}".rstrip())
+    return v
+
+
+def check_setpoints(station: str, parameters: Sequence[Parameter], values: Mapping[str, float]) -> dict[str, float]:
+    """New setpoints ``values`` (parameter name → value) of ``station``, checked against its
+    ``parameters`` and returned as floats — the one check behind ``Line.set_parameters``, setpoint
+    search and ``--set station.parameter=value``.
+
+    Raises:
+        SetpointError: a name that is not one of the parameters, or a value outside its bounds.
+    """
+    by_name = {p.name: p for p in parameters}
+    out = {}
+    for name, value in values.items():
+        p = by_name.get(name)
+        if p is None:
+            raise SetpointError(f"{station}: unknown parameter {name!r} (parameters: {', '.join(by_name) or 'none'})")
+        out[name] = check_setpoint(p, value, f"{station}.{name}: ")
+    return out
+
+
+class FittedResponse(SpecModel):
     """A response surface fitted by least squares to recipe data."""
 
     fit: Literal["linear", "quadratic"] = "quadratic"
@@ -124,7 +154,7 @@ class FittedResponse(_Model):
 ResponseSpec = str | FittedResponse
 
 
-class Response(_Model):
+class Response(SpecModel):
     """How the station's parameters drive cycle time, yield and busy power."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

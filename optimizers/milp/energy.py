@@ -346,12 +346,6 @@ def whole_units(starts: list[float], at_least: int) -> list[int]:
 DEFAULT_SLOT_H = 0.25
 
 
-def default_station(scenario) -> str:
-    """The station with the largest installed idle power (the line's big energy consumer)."""
-    best = max(scenario.stations, key=lambda s: s.machines * max(s.energy.power_kw.vector()) if s.energy else -1.0)
-    return best.name
-
-
 def problem_from_scenario(scenario, station: str | list[str] | None = None, target: float | None = None,
                           horizon: float | None = None, slot: float | None = None, *,
                           end_state: str = "standby") -> EnergyProblem:
@@ -371,9 +365,10 @@ def problem_from_scenario(scenario, station: str | list[str] | None = None, targ
             target beyond what the stations can make in the horizon.
     """
     from twins.calendar import UNITS_PER_HOUR, off_intervals
+    from twins.energy import largest_consumer
     from twins.model import Line
 
-    names = [station] if isinstance(station, str) else list(station or [default_station(scenario)])
+    names = [station] if isinstance(station, str) else list(station or [largest_consumer(scenario)])
     known = [s.name for s in scenario.stations]
     for n in names:
         if n not in known:
@@ -405,8 +400,8 @@ def problem_from_scenario(scenario, station: str | list[str] | None = None, targ
     units = []
     for name in names:
         spec, rt = scenario.station(name), line.station(name)
-        dists = [spec.process_time_by_product.get(p.name) or spec.process_time for p in scenario.products]
-        pt = float(np.mean([d.mean for d in dists])) * rt.factor
+        dists = [spec.process_time_of(p.name) for p in scenario.products]
+        pt = float(np.mean([spec.nominal_process_time(p.name) for p in scenario.products])) * rt.factor
         sd = float(max(math.sqrt(d.variance) for d in dists)) * rt.factor
         availability = 1.0
         for bd in spec.breakdowns:

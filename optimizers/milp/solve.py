@@ -21,6 +21,7 @@ from pyomo.contrib.solver.common.results import TerminationCondition as TC
 from pyomo.opt import TerminationCondition as LegacyTC
 
 from twins.errors import InputError, NoSolutionFound
+from twins.jsonsafe import finite_or_none
 
 #: Option names (time limit in s, relative MIP gap, random seed) of the solvers reached through
 #: Pyomo's classic SolverFactory. A solver missing here still runs, but without those options.
@@ -112,11 +113,11 @@ def solve(model: pyo.ConcreteModel, solver: str = "highs", time_limit: float | N
     status, value, bound, termination = result
     if status in _NO_MODEL_SOLUTION:
         raise NoSolutionFound(f"model {model.name!r} is {_NO_MODEL_SOLUTION[status]} (proven by {solver})", status)
+    bound = finite_or_none(bound)
     gap = None
-    if value is not None and bound is not None and math.isfinite(bound):
+    if value is not None and bound is not None:
         gap = abs(value - bound) / max(abs(value), 1e-10)
-    return SolveResult(status, value, bound if bound is not None and math.isfinite(bound) else None, gap,
-                       time.perf_counter() - started, solver, termination)
+    return SolveResult(status, value, bound, gap, time.perf_counter() - started, solver, termination)
 
 
 def require_solution(result: SolveResult, what: str) -> None:
@@ -190,8 +191,8 @@ def _solve_legacy(model, name, time_limit, mip_gap, seed, tee, minimise):
 
 
 def _finite(x) -> float | None:
+    """A bound as Pyomo's legacy results hold it (a number, None or a string) → finite float or None."""
     try:
-        x = float(x)
+        return finite_or_none(x)
     except (TypeError, ValueError):
         return None
-    return x if math.isfinite(x) else None
