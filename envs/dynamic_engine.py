@@ -58,8 +58,7 @@ class TwinDispatchEngine:
         if slots < 2:
             raise InputError("slots must be ≥ 2")
         self.scenario, self.slots = scenario, int(slots)
-        means = [d.mean for st in scenario.stations
-                 for d in (st.process_time, *st.process_time_by_product.values()) if d is not None]
+        means = [m for st in scenario.stations for m in st.nominal_process_times()]
         self.scale = float(np.mean(means)) if means else 1.0
         self.n_stations = len(scenario.stations)
         self.reset(seed)
@@ -100,7 +99,7 @@ class TwinDispatchEngine:
         """Start the part in ``slot``; run the twin to the next decision. Returns the tardiness
         accrued meanwhile (time units)."""
         if not (0 <= slot < len(self.waiting)):
-            raise ValueError(f"slot {slot} holds no waiting part")
+            raise InputError(f"slot {slot} holds no waiting part")
         before = self.accrued_tardiness()
         self.line.decide(self.waiting[slot])
         self._dispatched.append(slot)

@@ -11,7 +11,7 @@ import numpy as np
 
 from envs.pickling import PicklesByReplay
 from twins.calendar import UNITS_PER_HOUR
-from twins.energy import BLOCKED, BUSY, DOWN, IDLE, OFF, SETUP, STANDBY
+from twins.energy import BLOCKED, BUSY, DOWN, IDLE, OFF, SETUP, STANDBY, largest_consumer
 from twins.errors import InputError
 from twins.loader import load_scenario
 from twins.model import Line
@@ -98,8 +98,7 @@ class EnergyEnv(PicklesByReplay, gym.Env):
             raise InputError(f"{sc.name} has no tariff")
         self.scenario = sc
         names = [s.name for s in sc.stations]
-        self.station_name = station or max(sc.stations, key=lambda s: s.machines * max(s.energy.power_kw.vector())
-                                           if s.energy else -1.0).name
+        self.station_name = station or largest_consumer(sc)
         if self.station_name not in names:
             raise InputError(f"unknown station {self.station_name!r} (stations: {', '.join(names)})")
         uph = self.uph = UNITS_PER_HOUR[sc.time_unit]
@@ -111,8 +110,7 @@ class EnergyEnv(PicklesByReplay, gym.Env):
                              f"of {self.step_length:g}")
         self.n_steps = int(round(n))
         spec = sc.station(self.station_name)
-        pts = [(spec.process_time_by_product.get(p.name) or spec.process_time).mean for p in sc.products
-               if self.station_name in p.route]
+        pts = [spec.nominal_process_time(p.name) for p in sc.products if self.station_name in p.route]
         self.machines = spec.machines
         self.step_capacity = spec.machines * self.step_length / float(np.mean(pts))
         self.capacity = self.step_capacity * self.n_steps

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from twins.errors import InputError
 from twins.jobshop.instances import JobShopInstance
 
 #: Column names of :meth:`JobShopEngine.observation`, one row per job. Times are relative to the
@@ -82,7 +83,7 @@ class JobShopEngine:
 
     def __init__(self, instance: JobShopInstance, mode: str = "active"):
         if mode not in MODES:
-            raise ValueError(f"unknown candidate mode {mode!r}; choose one of {', '.join(MODES)}")
+            raise InputError(f"unknown candidate mode {mode!r}; choose one of {', '.join(MODES)}")
         self.instance, self.mode = instance, mode
         n, M = instance.n_jobs, instance.n_machines
         K = max(len(ops) for ops in instance.jobs)

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.pickling import PicklesByReplay
+from twins.calendar import UNITS_PER_HOUR
 from twins.errors import InputError
 from twins.kpi import LINE_UNITS, line_kpis, station_kpis
 from twins.loader import load_scenario
@@ -115,15 +116,14 @@ class ParameterEnv(PicklesByReplay, gym.Env):
         # nominal bottleneck: units per time unit at nominal process times
         rates = []
         for st in sc.stations:
-            means = [d.mean for d in (st.process_time, *st.process_time_by_product.values()) if d is not None]
+            means = st.nominal_process_times()
             if means:
                 rates.append(st.machines / max(max(means), 1e-9))
         self.nominal_rate = min(rates)
         margin = abs(sc.economics.margin_per_unit) or 1.0
         self.reward_scale = float(reward_scale or margin * self.nominal_rate * self.interval)
         busy = [st.energy.power_kw.busy for st in sc.stations if st.energy] or [1.0]
-        self.nominal_kwh_per_unit = max(sum(busy) / self.nominal_rate / {"s": 3600, "min": 60, "h": 1}[sc.time_unit],
-                                        1e-9)
+        self.nominal_kwh_per_unit = max(sum(busy) / self.nominal_rate / UNITS_PER_HOUR[sc.time_unit], 1e-9)
         n = len(self.params)
         obs_size = n + len(STATION_FEATURES) * len(sc.stations) + len(sc.stations) + 4
         self.action_space = spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)

@@ -33,7 +33,8 @@ Alternatives = tuple[tuple[int, int], ...]  # (machine, duration) pairs of one o
 
 def solve(instance: JobShopInstance | FlexibleJobShopInstance | FlowShopInstance,
           time_limit: float | None = 10.0, workers: int = 2, seed: int = 0,
-          hint: Schedule | None = None, log: bool = False) -> Schedule:
+          hint: Schedule | None = None, log: bool = False,
+          deterministic_time: float | None = None) -> Schedule:
     """Minimise the makespan of ``instance`` with CP-SAT.
 
     Args:
@@ -44,6 +45,8 @@ def solve(instance: JobShopInstance | FlexibleJobShopInstance | FlowShopInstance
         seed: CP-SAT's random seed.
         hint: a feasible schedule of the same instance to start from (e.g. a heuristic's).
         log: print CP-SAT's search log.
+        deterministic_time: a limit in CP-SAT's deterministic time units instead of (or with)
+            ``time_limit``; with ``workers=1`` the result does not depend on machine load.
 
     Returns:
         A :class:`Schedule` with ``lower_bound`` = CP-SAT's best objective bound and ``status`` one
@@ -86,6 +89,8 @@ def solve(instance: JobShopInstance | FlexibleJobShopInstance | FlowShopInstance
     params.log_search_progress = log
     if time_limit is not None:
         params.max_time_in_seconds = float(time_limit)
+    if deterministic_time is not None:
+        params.max_deterministic_time = float(deterministic_time)
     code = solver.solve(model)
     status = _STATUS.get(code)
     if status is None:  # MODEL_INVALID: our bug, not the user's

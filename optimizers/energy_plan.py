@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from optimizers.milp.energy import EnergyPlan, default_station, problem_from_scenario, solve_problem
+from optimizers.milp.energy import EnergyPlan, problem_from_scenario, solve_problem
 from optimizers.recommendation import Provenance, Recommendation
-from twins.energy import OFF, STANDBY
-from twins.errors import InputError
+from twins.energy import OFF, STANDBY, largest_consumer
+from twins.errors import InputError, check_replications
 from twins.kpi import line_kpis, station_kpis
 from twins.model import Line
 from twins.spec import Scenario
@@ -122,8 +122,7 @@ def run_plan(scenario: Scenario, payload: dict[str, Any] | None, seed: int = 0, 
 def replay_plan(scenario: Scenario, payload: dict[str, Any] | None, replications: int = 10, seed: int = 0, *,
                 horizon: float | None = None, target: float | None = None) -> Results:
     """``replications`` twin runs of a plan (or of the as-is operation) with seeds (seed, r)."""
-    if replications < 1:
-        raise InputError(f"replications must be ≥ 1, got {replications}")
+    check_replications(replications)
     reps = [run_plan(scenario, payload, seed, r, horizon=horizon, target=target) for r in range(replications)]
     return Results(scenario, seed, reps)
 
@@ -157,10 +156,9 @@ def recommend_energy_plan(scenario: Scenario | str | Path, station: str | list[s
         from twins.loader import load_scenario
 
         scenario = load_scenario(str(scenario))
-    if replications < 1:
-        raise InputError(f"replications must be ≥ 1, got {replications}")
+    check_replications(replications)
     started = time.perf_counter()
-    station = station or default_station(scenario)
+    station = station or largest_consumer(scenario)
     external = any(s.kind == "external" for s in scenario.sources)
     asis = None
     if target is None:

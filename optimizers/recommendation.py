@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import json
-import math
 import uuid
 from typing import Any, Literal
 
@@ -70,10 +69,6 @@ class Provenance(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
-def _clean(x) -> float | None:
-    return None if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))) else float(x)
-
-
 class Recommendation(BaseModel):
     """A recommendation, replayed in the twin. ``to_json``/``from_json`` round-trip exactly."""
 
@@ -100,8 +95,8 @@ class Recommendation(BaseModel):
 
     @staticmethod
     def estimates(results: Results, kpis: list[str] | None = None) -> dict[str, Estimate]:
-        summary = results.summary()["kpis"]
-        return {k: Estimate(mean=_clean(v["mean"]), half_width=_clean(v["half_width"]), unit=v["unit"])
+        summary = results.summary()["kpis"]  # numbers already JSON-safe: None where undefined
+        return {k: Estimate(mean=v["mean"], half_width=v["half_width"], unit=v["unit"])
                 for k, v in summary.items() if kpis is None or k in kpis}
 
     @classmethod
@@ -114,7 +109,7 @@ class Recommendation(BaseModel):
         units = comparison.summary()["kpis"]
         for k, v in units.items():
             if kpis is None or k in kpis:
-                diff[k] = Estimate(mean=_clean(v["diff"]), half_width=_clean(v["half_width"]), unit=v["unit"])
+                diff[k] = Estimate(mean=v["diff"], half_width=v["half_width"], unit=v["unit"])
         provenance.replications = provenance.replications or len(comparison.a.replications)
         if provenance.seed is None:
             provenance.seed = comparison.a.seed

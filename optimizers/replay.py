@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from optimizers.recommendation import Provenance, Recommendation
-from twins.errors import InputError
+from twins.errors import InputError, check_replications, check_seed
 from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
 from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule
 from twins.kpi import line_kpis, station_kpis
@@ -213,10 +213,8 @@ def replay_schedule(instance: Instance, schedule: Schedule, *, replications: int
                     extra: Mapping[str, Any] | None = None, time_unit: str = "min") -> ReplayResult:
     """Replay ``schedule`` in the twin ``replications`` times (master ``seed``; options as in
     :func:`schedule_scenario`) and report its KPIs over [0, makespan]."""
-    if replications < 1:
-        raise InputError(f"replications must be ≥ 1, got {replications}")
-    if seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed}")
+    check_replications(replications)
+    check_seed(seed)
     scenario = schedule_scenario(instance, schedule, cv=cv, breakdowns=breakdowns, power_kw=power_kw, extra=extra,
                                  time_unit=time_unit)
     n_jobs = len(scenario.products)

@@ -51,7 +51,8 @@ from optimizers.setpoints import (
     current_setpoints,
     search_space,
 )
-from twins.errors import InputError
+from twins.errors import InputError, check_replications, check_seed
+from twins.jsonsafe import finite_or_none
 from twins.spec import Scenario
 from twins.stats import Comparison, confidence_interval
 
@@ -135,11 +136,6 @@ def _setpoints(space: Sequence[Dimension], params: Mapping[str, float]) -> Setpo
     return out
 
 
-def _num(x: float) -> float | None:
-    """JSON-safe number: NaN (undefined, e.g. a zero-width CI) becomes None."""
-    return None if math.isnan(x) else float(x)
-
-
 def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size and not np.isnan(values).any() else math.nan
 
@@ -179,10 +175,8 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
     if top_k < 1:
         raise InputError(f"top_k must be ≥ 1, got {top_k}")
     for value in (seed, sim_seed):
-        if not 0 <= value <= MAX_SEED:
-            raise InputError(f"seed must be an integer in 0..{MAX_SEED}, got {value}")
-    if final_replications < 2:
-        raise InputError(f"final replications must be ≥ 2 (for confidence intervals), got {final_replications}")
+        check_seed(value, MAX_SEED)
+    check_replications(final_replications, 2, "final replications")
     space = search_space(scenario, params)
     sign = 1.0 if direction == "maximize" else -1.0
     started = time.perf_counter()
@@ -239,9 +233,9 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
             "significant": chosen.lower_bound > 0,
             "best_trial": {"number": best.number, "setpoints": best.setpoints, "value": best.value},
             "chosen_trial": chosen.trial,
-            "finalists": [{"trial": f.trial, "setpoints": f.setpoints, "mean": _num(f.mean),
-                           "half_width": _num(f.half_width), "improvement": _num(f.improvement),
-                           "improvement_half_width": _num(f.improvement_half_width)} for f in finalists],
+            "finalists": [{"trial": f.trial, "setpoints": f.setpoints, "mean": finite_or_none(f.mean),
+                           "half_width": finite_or_none(f.half_width), "improvement": finite_or_none(f.improvement),
+                           "improvement_half_width": finite_or_none(f.improvement_half_width)} for f in finalists],
         })
     rec = Recommendation.from_comparison("setpoints", chosen.setpoints, comparison, provenance, scenario=scenario)
     return SearchResult(rec, study, space, trials, finalists, chosen, objective, direction, seconds,
@@ -298,7 +292,10 @@ def figures(result: SearchResult) -> list:
                           xaxis_title="trial", yaxis_title=label, legend_orientation="h")
 
     importance = go.Figure()
-    try:
+    completed = len(result.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if completed >= 2:
+        # PED-ANOVA compares the top 10 % of trials with all of them; with fewer than two trials those
+        # are the same set and optuna only warns and returns equal importances, which say nothing
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             imp = optuna.importance.get_param_importances(
@@ -306,8 +303,8 @@ def figures(result: SearchResult) -> list:
         names = list(imp)[::-1]
         importance.add_bar(x=[imp[k] for k in names], y=names, orientation="h", marker_color="#2ca02c")
         title = "Parameter importance (PED-ANOVA: how much each parameter sets the top 10 % of trials apart)"
-    except (RuntimeError, ValueError) as err:  # too few completed trials
-        title = f"Parameter importance: not available ({err})"
+    else:
+        title = f"Parameter importance: not available (needs 2 completed trials, got {completed})"
     importance.update_layout(title=title, xaxis=dict(title="importance", tickformat=".0%"),
                              height=220 + 40 * len(result.space))
 

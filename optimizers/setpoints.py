@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twins.errors import InputError
+from twins.errors import InputError, check_replications, check_seed
 from twins.kpi import LINE_UNITS, units
+from twins.response import check_setpoints
 from twins.spec import Scenario
 from twins.stats import Results, replicate
 
@@ -79,17 +80,10 @@ def with_setpoints(scenario: Scenario, setpoints: Mapping[str, Mapping[str, floa
     for station, values in setpoints.items():
         idx = next((i for i, s in enumerate(stations) if s.name == station), None)
         if idx is None:
-            raise InputError(f"unknown station {station!r}")
+            raise InputError(f"unknown station {station!r} (stations: {', '.join(s.name for s in stations)})")
         st = stations[idx]
-        params = list(st.parameters)
-        for name, v in values.items():
-            k = next((i for i, p in enumerate(params) if p.name == name), None)
-            if k is None:
-                raise InputError(f"{station}: unknown parameter {name!r}")
-            p = params[k]
-            if not (p.min <= float(v) <= p.max):
-                raise InputError(f"{station}.{name}: {v} is outside the bounds [{p.min}, {p.max}] {p.unit}".rstrip())
-            params[k] = p.model_copy(update={"value": float(v)})
+        checked = check_setpoints(station, st.parameters, values)
+        params = [p.model_copy(update={"value": checked[p.name]}) if p.name in checked else p for p in st.parameters]
         stations[idx] = st.model_copy(update={"parameters": params})
     return scenario.model_copy(update={"stations": stations})
 
@@ -116,10 +110,8 @@ class Evaluator:
     for all calls; results do not depend on it. Use as a context manager (closes the pool)."""
 
     def __init__(self, scenario: Scenario, objective: str, replications: int, seed: int, workers: int = 1):
-        if replications < 1:
-            raise InputError(f"replications must be ≥ 1, got {replications}")
-        if not 0 <= seed <= MAX_SEED + 1:
-            raise InputError(f"seed must be an integer in 0..{MAX_SEED}, got {seed}")
+        check_replications(replications)
+        check_seed(seed, MAX_SEED + 1)  # the search's final replays use seed + 1
         check_objective(scenario, objective)
         self.scenario, self.objective, self.replications, self.seed = scenario, objective, replications, seed
         self.pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None

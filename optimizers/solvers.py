@@ -18,9 +18,9 @@ import importlib
 import time
 from collections.abc import Callable
 
-from twins.errors import InputError
+from twins.errors import InputError, NoSolutionFound, check_seed
 from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
-from twins.jobshop.schedule import Schedule
+from twins.jobshop.schedule import Schedule, check_schedule
 
 Instance = JobShopInstance | FlowShopInstance | FlexibleJobShopInstance
 
@@ -30,6 +30,9 @@ SOLVERS = ("cpsat", "milp", "neh", "ig", "rule:<name>", "rl:<model path>")
 #: Wall-clock seconds given to the exact solvers (cpsat, milp) when no time limit is asked for:
 #: they stop earlier when they prove optimality, and never run unbounded.
 EXACT_DEFAULT_TIME_LIMIT = 60.0
+
+#: Largest solver seed: CP-SAT and HiGHS take 32-bit signed seeds.
+SOLVER_MAX_SEED = 2**31 - 1
 
 
 def solve_instance(instance: Instance, solver: str, time_limit: float | None = None, seed: int = 0,
@@ -46,27 +49,33 @@ def solve_instance(instance: Instance, solver: str, time_limit: float | None = N
         workers: CP-SAT search workers.
 
     Raises:
-        InputError: unknown solver, a solver that does not handle this kind of instance, or no
-            schedule found (infeasible model, time limit too short).
+        InputError: unknown solver, or a solver that does not handle this kind of instance.
+        NoSolutionFound: the solver found no schedule (time limit too short).
+        RuntimeError: the solver returned a schedule that breaks the instance's constraints —
+            a bug in twinopt, never the user's input.
     """
     if time_limit is not None and time_limit <= 0:
         raise InputError(f"time limit must be positive seconds, got {time_limit}")
-    if not 0 <= seed < 2**31:  # CP-SAT and HiGHS take 32-bit seeds
-        raise InputError(f"seed must be an integer in 0..{2**31 - 1}, got {seed}")
+    check_seed(seed, SOLVER_MAX_SEED)
     kind, _, argument = solver.partition(":")
     if kind in ("rule", "rl"):
         if not argument:
             raise InputError(f"solver {solver!r} needs a name: {kind}:<{'name' if kind == 'rule' else 'model path'}>")
-        return _dispatch(instance, kind, argument)
-    run = _SOLVERS.get(solver)
-    if run is None:
-        raise InputError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
-    if time_limit is None and solver in ("cpsat", "milp"):
-        time_limit = EXACT_DEFAULT_TIME_LIMIT
-    schedule = run(instance, time_limit=time_limit, seed=seed, mip_solver=mip_solver, workers=workers)
-    if not schedule.operations:
-        limit = f" within {time_limit:g} s" if time_limit is not None else ""
-        raise InputError(f"{solver} found no schedule for {instance.name}{limit} (status {schedule.status})")
+        schedule = _dispatch(instance, kind, argument)
+    else:
+        run = _SOLVERS.get(solver)
+        if run is None:
+            raise InputError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+        if time_limit is None and solver in ("cpsat", "milp"):
+            time_limit = EXACT_DEFAULT_TIME_LIMIT
+        schedule = run(instance, time_limit=time_limit, seed=seed, mip_solver=mip_solver, workers=workers)
+        if not schedule.operations:
+            limit = f" within {time_limit:g} s" if time_limit is not None else ""
+            raise NoSolutionFound(f"{solver} found no schedule for {instance.name}{limit} (status {schedule.status})",
+                                  schedule.status)
+    problems = check_schedule(instance, schedule)
+    if problems:  # a solver bug, never the user's: the CLI exits with 1
+        raise RuntimeError(f"{solver} returned an infeasible schedule: {problems[0]}")
     return schedule
 
 
@@ -126,12 +135,7 @@ def _dispatch(instance: Instance, kind: str, argument: str) -> Schedule:
     """``rule:<name>`` and ``rl:<model>``: dispatchers build job-shop schedules."""
     module_name, function = {"rule": ("optimizers.heuristics.rules", "schedule_with_rule"),
                              "rl": ("optimizers.rl.dispatch", "schedule_with_policy")}[kind]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if not module_name.startswith(str(err.name)):
-            raise  # a missing third-party package inside the module is not the user's fault
-        raise InputError(f"{kind}:<…> solvers are not available yet ({module_name} is missing)") from None
+    module = importlib.import_module(module_name)
     if isinstance(instance, FlexibleJobShopInstance):
         raise InputError(f"{kind}:<…> dispatchers take job shops and flow shops; use cpsat for a flexible job shop")
     job_shop = instance.as_job_shop() if isinstance(instance, FlowShopInstance) else instance

@@ -2,7 +2,13 @@
 ``add_arguments(parser)`` and ``main(args) -> int``; heavy imports stay inside ``main`` (modules
 import only core twinopt, so ``--help``, ``run``, ``compare`` and ``schema`` need no extras).
 
-Exit codes (docs: README): 0 ok, 2 bad input (one line on stderr), 1 internal error.
+Exit codes (README, "Exit codes"), each with one line on stderr when not 0:
+
+* 0 — ok;
+* 2 — bad input (:class:`~twins.errors.InputError`: a file, a field, an option), ``twinopt: error: …``;
+* 3 — no solution found (:class:`~twins.errors.NoSolutionFound`: a solver ran on valid input and
+  found nothing, e.g. infeasible or out of time), ``twinopt: no solution: …``;
+* 1 — internal error (a bug), ``twinopt: internal error: …``; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import importlib
 import os
 import sys
 
-from twins.errors import InputError
+from twins.errors import InputError, NoSolutionFound
 from twins.extras import requires
 
 #: subcommand name -> module; order is the order of ``twinopt --help``.
@@ -38,12 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:  # a command whose module is not there yet
-            if err.name != module_name:
-                raise
-            continue
+        module = importlib.import_module(module_name)
         doc = (module.__doc__ or "").strip().splitlines()
         p = sub.add_parser(name, help=doc[0].replace("%", "%%") if doc else None, description=(module.__doc__ or "").strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"twinopt: error: {err}", file=sys.stderr)
         return 2
+    except NoSolutionFound as err:
+        print(f"twinopt: no solution: {err}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("twinopt: interrupted", file=sys.stderr)
         return 130

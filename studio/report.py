@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from studio.output import LINE_KPIS, fmt
+from twins.calendar import UNITS_PER_HOUR
 from twins.energy import STATES
 from twins.stats import Results
 
@@ -24,7 +25,7 @@ STATE_COLORS = {"busy": "#2ca02c", "setup": "#9467bd", "blocked": "#d62728", "st
 
 def _time_axis(sc) -> tuple[float, str]:
     """(divisor, unit label) to show long horizons in hours rather than seconds or minutes."""
-    per_hour = {"s": 3600.0, "min": 60.0, "h": 1.0}[sc.time_unit]
+    per_hour = UNITS_PER_HOUR[sc.time_unit]
     if sc.time_unit != "h" and sc.horizon.length >= 4 * per_hour:
         return per_hour, "h"
     return 1.0, sc.time_unit

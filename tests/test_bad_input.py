@@ -167,3 +167,29 @@ def test_arbitrary_text_never_crashes_the_loader(text):
         scenario_from_data(data, "x.yaml", lines)
     except ScenarioError as err:
         assert "\n" not in str(err)
+
+
+def test_the_same_mistake_is_the_same_input_error_in_every_library_call():
+    from optimizers.energy_plan import replay_plan
+    from optimizers.replay import replay_schedule
+    from optimizers.setpoints import Evaluator
+    from twins.errors import InputError
+    from twins.jobshop.instances import load_instance
+    from twins.jobshop.schedule import Schedule
+    from twins.stats import replicate
+
+    scenario = scenario_from_data(yaml.safe_load(GOOD))
+    ft06 = load_instance("ft06")
+    calls = [lambda **kw: replicate(scenario, workers=1, **kw),
+             lambda **kw: replay_schedule(ft06, Schedule("ft06", []), **kw)]
+    for call in calls:
+        with pytest.raises(InputError) as err:
+            call(replications=0)
+        assert str(err.value) == "replications must be ≥ 1, got 0"
+        with pytest.raises(InputError) as err:
+            call(replications=1, seed=-1)
+        assert str(err.value) == "seed must be a non-negative integer, got -1"
+    with pytest.raises(InputError, match="^replications must be ≥ 1, got 0$"):
+        replay_plan(scenario, None, replications=0)
+    with pytest.raises(InputError, match="^replications must be ≥ 1, got 0$"):
+        Evaluator(scenario, "throughput", replications=0, seed=0)

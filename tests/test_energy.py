@@ -89,3 +89,22 @@ def test_trace_covers_every_machine_for_the_whole_horizon():
         assert t1 >= t0
         covered[machine] = covered.get(machine, 0.0) + (t1 - t0)
     assert covered == pytest.approx({"press": 2880.0, "oven#1": 2880.0, "oven#2": 2880.0})
+
+
+def test_largest_consumer_weighs_machines_by_their_highest_draw_not_idle_power():
+    from envs.energy import EnergyEnv
+    from twins.energy import largest_consumer
+
+    data = {
+        "name": "two", "time_unit": "min", "horizon": {"length": 60},
+        "products": [{"name": "p", "route": ["warm", "hot", "plain"]}], "sources": [{"kind": "external"}],
+        "tariff": {"default_price": 0.2},
+        "stations": [
+            {"name": "warm", "machines": 2, "process_time": 1, "energy": {"power_kw": {"idle": 5, "busy": 5}}},
+            {"name": "hot", "process_time": 1, "energy": {"power_kw": {"idle": 1, "busy": 12}}},
+            {"name": "plain", "machines": 9, "process_time": 1},
+        ],
+    }
+    scenario = scenario_from_data(data)
+    assert largest_consumer(scenario) == "hot"  # 1 x 12 kW busy beats 2 x 5 kW idle and busy
+    assert EnergyEnv(scenario).station_name == "hot"

@@ -19,7 +19,7 @@ from optimizers.milp.energy import (
     problem_from_scenario,
     solve_problem,
 )
-from twins.errors import InputError
+from twins.errors import InputError, NoSolutionFound
 from twins.loader import load_scenario, parse_yaml, scenario_from_data
 
 STATES = ("on", "standby", "off")
@@ -113,7 +113,7 @@ def test_tou_model_matches_brute_force_with_shift_windows_and_standby_off_shift(
     plan = solve_problem(problem, time_limit=30)
     assert plan.states["oven"][2:4] == ["standby", "standby"]
     assert plan.cost == pytest.approx(brute_force(problem), rel=1e-6)
-    with pytest.raises(InputError, match="infeasible"):  # parts would still be in the oven off shift
+    with pytest.raises(NoSolutionFound, match="infeasible"):  # parts would still be in the oven off shift
         solve_problem(EnergyProblem(**{**problem.__dict__, "units": (EnergyUnit(**{**unit.__dict__,
                                                                                    "process_time": 75.0}),),
                                        "target": 3.0}), time_limit=30)
@@ -154,7 +154,7 @@ def test_plan_replayed_in_the_twin_meets_the_target_and_costs_what_the_model_pre
     assert rec.provenance.solver_status == "optimal" and rec.kind == "energy_plan"
 
 
-def test_unreachable_target_is_a_one_line_input_error():
+def test_unreachable_target_is_a_one_line_error_input_or_no_solution():
     scenario, _ = reflow_evening(0)
     with pytest.raises(InputError, match="out of reach") as err:
         problem_from_scenario(scenario, "reflow", 5000, slot=900)
@@ -164,9 +164,9 @@ def test_unreachable_target_is_a_one_line_input_error():
     unit = problem.units[0]
     problem = EnergyProblem(**{**problem.__dict__, "units": (EnergyUnit(**{**unit.__dict__, "startup": 240.0,
                                                                            "process_time": 40.0}),)})
-    with pytest.raises(InputError, match="infeasible") as err:
+    with pytest.raises(NoSolutionFound, match="infeasible") as err:
         solve_problem(problem, time_limit=30)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and err.value.status == "infeasible"
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -11,7 +11,7 @@ import pytest
 
 from optimizers.milp import SolveResult, flowshop, jobshop, solve
 from optimizers.solvers import solve_instance
-from twins.errors import InputError
+from twins.errors import InputError, NoSolutionFound
 from twins.jobshop.instances import FlowShopInstance, load_instance
 from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule, permutation_schedule, semi_active
 
@@ -69,24 +69,27 @@ def test_time_limit_status_and_gap_are_always_reported():
         schedule = jobshop.extract_schedule(instance, model, result)
         assert check_schedule(instance, schedule) == [] and schedule.makespan >= 945
     else:
-        with pytest.raises(InputError, match="stopped without a solution"):
+        with pytest.raises(NoSolutionFound, match="stopped without a solution") as err:
             jobshop.extract_schedule(instance, model, result)
+        assert err.value.status == "no_solution" and not isinstance(err.value, InputError)
 
 
-def test_infeasible_model_is_a_one_line_input_error():
+def test_infeasible_model_is_a_one_line_no_solution_found():
     # a horizon below the optimum (55) leaves no schedule
     model = jobshop.build_model(load_instance("ft06"), horizon=50)
-    with pytest.raises(InputError, match="is infeasible") as err:
+    with pytest.raises(NoSolutionFound, match="is infeasible") as err:
         solve(model, time_limit=30)
     assert "\n" not in str(err.value)
+    assert err.value.status == "infeasible" and not isinstance(err.value, InputError)
 
 
-def test_unbounded_model_is_a_one_line_input_error():
+def test_unbounded_model_is_a_one_line_no_solution_found():
     model = pyo.ConcreteModel(name="toy")
     model.x = pyo.Var(domain=pyo.Reals)
     model.objective = pyo.Objective(expr=model.x, sense=pyo.minimize)
-    with pytest.raises(InputError, match="toy.*(unbounded|infeasible or unbounded)"):
+    with pytest.raises(NoSolutionFound, match="toy.*(unbounded|infeasible or unbounded)") as err:
         solve(model)
+    assert err.value.status in ("unbounded", "infeasible_or_unbounded")
 
 
 def test_unknown_or_missing_solver_is_a_one_line_input_error():

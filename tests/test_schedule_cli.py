@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from studio.cli import main
 from twins.jobshop.instances import load_instance
@@ -90,7 +91,6 @@ def test_bad_instance_files_exit_2_with_one_line(capsys, tmp_path, filename):
     (["ft06", "--solver", "rule:no_such_rule"], "unknown dispatching rule 'no_such_rule'"),
     (["ta001"], "add --format taillard"),
     (["ta001", "--format", "taillard", "--solver", "rl:/no/such/model.zip"], ""),
-    (["ta01", "--solver", "milp", "--time-limit", "0.01"], "stopped without a solution"),
 ])
 def test_user_errors_exit_2_with_one_line(capsys, argv, message):
     code, _, err = _run(capsys, "schedule", *argv)
@@ -130,6 +130,24 @@ def test_taillard_file_with_wrong_counts_exits_2(capsys, tmp_path):
     path.write_text("3 2\n1 2 3\n4 5\n")
     code, _, err = _run(capsys, "schedule", str(path), "--format", "taillard", "--solver", "neh")
     assert code == 2 and "machine 1 has 2 times, expected 3" in err and err.count("\n") == 1
+
+
+def test_no_schedule_within_the_time_limit_exits_3_with_one_line():
+    # 10 ms is too little for HiGHS to find any schedule of a 15x15 job shop: valid input, no solution
+    proc = run_cli("schedule", "ta01", "--solver", "milp", "--time-limit", "0.01")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith("twinopt: no solution: highs stopped without a solution for ta01")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_no_schedule_is_caught_by_type_in_the_library():
+    from optimizers.solvers import solve_instance
+    from twins.errors import InputError, NoSolutionFound, TwinoptError
+
+    with pytest.raises(NoSolutionFound) as err:
+        solve_instance(load_instance("ta01"), "milp", time_limit=0.01)
+    assert isinstance(err.value, TwinoptError) and not isinstance(err.value, InputError)
+    assert err.value.status == "no_solution"
 
 
 def test_installed_entry_point_exits_2_without_traceback(tmp_path):

@@ -197,3 +197,13 @@ def test_html_report_has_history_importance_and_final_choice(known, tmp_path):
     for title in ("Optimization history", "Parameter importance (PED-ANOVA", "Final choice"):
         assert title in text
     assert len(result.best_so_far()) == 15 and np.all(np.diff(result.best_so_far()) >= 0)
+
+
+def test_importance_is_not_drawn_from_a_single_trial(known):
+    from optimizers.search import figures
+
+    result = parameter_search(known, budget=1, replications=1, top_k=1, final_replications=2, seed=1)
+    title = figures(result)[1].layout.title.text
+    assert title == "Parameter importance: not available (needs 2 completed trials, got 1)"
+    result = parameter_search(known, budget=2, replications=1, top_k=1, final_replications=2, seed=1)
+    assert figures(result)[1].layout.title.text.startswith("Parameter importance (PED-ANOVA")

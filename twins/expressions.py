@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from twins.errors import InputError
+
 FUNCTIONS = {
     "exp": np.exp, "log": np.log, "log10": np.log10, "sqrt": np.sqrt, "abs": np.abs,
     "sin": np.sin, "cos": np.cos, "tanh": np.tanh, "floor": np.floor, "ceil": np.ceil,
@@ -33,8 +35,9 @@ _CMPS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE
          ast.Eq: operator.eq, ast.NotEq: operator.ne}
 
 
-class ExpressionError(ValueError):
-    """An expression that is malformed or uses something outside the whitelist."""
+class ExpressionError(InputError, ValueError):
+    """An expression that is malformed or uses something outside the whitelist. Also a
+    ``ValueError``, so a pydantic validator that meets one reports it as a validation error."""
 
 
 class Expression:

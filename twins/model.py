@@ -25,6 +25,7 @@ from twins.distributions import BLOCK
 from twins.energy import STATES
 from twins.errors import InputError
 from twins.machine import FailureMode, Machine, Part
+from twins.response import check_setpoints
 from twins.spec import Scenario
 from twins.station import StationRT
 
@@ -117,8 +118,8 @@ class Line:
         for i, p in enumerate(scenario.products):
             ideal = []
             for st in scenario.stations:
-                d = st.process_time_by_product.get(p.name, st.process_time)
-                ideal.append(d.mean if d is not None else 0.0)
+                nominal = st.nominal_process_time(p.name)
+                ideal.append(0.0 if nominal is None else nominal)
             self.products.append(ProductRT(i, p.name, fam_index[p.setup_family], tuple(by_name[r] for r in p.route),
                                            ideal, p.margin if p.margin is not None else scenario.economics.margin_per_unit))
         self.good_by_product = [0] * len(self.products)
@@ -158,7 +159,7 @@ class Line:
             tag = f"{st.name}/{k}"
             proc = []
             for p in self.scenario.products:
-                d = spec.process_time_by_product.get(p.name, spec.process_time)
+                d = spec.process_time_of(p.name)
                 proc.append(d.sampler(self.stream(f"{tag}/process/{p.name}")) if d is not None else None)
             setups = None
             if spec.setup is not None:
@@ -406,16 +407,10 @@ class Line:
     def set_parameters(self, station: str, values: Mapping[str, float]) -> None:
         """Change setpoints of ``station``; values must lie within the parameters' bounds."""
         st = self.station(station)
-        bounds = {p.name: p for p in st.spec.parameters}
-        for name, v in values.items():
-            p = bounds.get(name)
-            if p is None:
-                raise InputError(f"{station}: unknown parameter {name!r} (parameters: {', '.join(bounds) or 'none'})")
-            if not p.min <= float(v) <= p.max:
-                raise InputError(f"{station}.{name}: {v} is outside the bounds [{p.min}, {p.max}] {p.unit}".rstrip())
+        values = check_setpoints(station, st.spec.parameters, values)
         for m in st.machines:  # energy so far at the old busy power
             m.flush(self.price, self.uph)
-        st.params.update({k: float(v) for k, v in values.items()})
+        st.params.update(values)
         st.apply_responses()
 
     def snapshot(self) -> dict:

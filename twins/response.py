@@ -16,22 +16,21 @@ from __future__ import annotations
 import csv
 import itertools
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from twins.expressions import Expression, ExpressionError
+from twins.errors import InputError, SpecError
+from twins.expressions import Expression
+from twins.specmodel import SpecModel
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Parameter(_Model):
+class Parameter(SpecModel):
     """A process parameter (setpoint) with its safe operating range."""
 
     name: str = Field(description="identifier used in response expressions, e.g. pressure_bar")
@@ -57,8 +56,8 @@ class Parameter(_Model):
             raise ValueError(f"min ({self.min}) must be below max ({self.max})")
         if not self.min <= self.default <= self.max:
             raise ValueError(f"default {self.default} is outside [{self.min}, {self.max}]")
-        if self.value is not None and not self.min <= self.value <= self.max:
-            raise ValueError(f"value {self.value} is outside the bounds [{self.min}, {self.max}] {self.unit}".rstrip())
+        if self.value is not None:
+            check_setpoint(self, self.value, "value ")
         return self
 
     @property
@@ -66,7 +65,39 @@ class Parameter(_Model):
         return self.default if self.value is None else self.value
 
 
-class FittedResponse(_Model):
+class SetpointError(InputError, ValueError):
+    """A setpoint outside its parameter's bounds, or for a parameter the station does not have.
+    Also a ``ValueError``, so :class:`Parameter`'s own validator reports it as a validation error."""
+
+
+def check_setpoint(p: Parameter, value: float, prefix: str) -> float:
+    """``value`` as a float when it lies within ``p``'s bounds; :class:`SetpointError`
+    (``"<prefix><value> is outside the bounds [min, max] unit"``) otherwise."""
+    v = float(value)
+    if not p.min <= v <= p.max:
+        raise SetpointError(f"{prefix}{value} is outside the bounds [{p.min}, {p.max}] {p.unit}".rstrip())
+    return v
+
+
+def check_setpoints(station: str, parameters: Sequence[Parameter], values: Mapping[str, float]) -> dict[str, float]:
+    """New setpoints ``values`` (parameter name → value) of ``station``, checked against its
+    ``parameters`` and returned as floats — the one check behind ``Line.set_parameters``, setpoint
+    search and ``--set station.parameter=value``.
+
+    Raises:
+        SetpointError: a name that is not one of the parameters, or a value outside its bounds.
+    """
+    by_name = {p.name: p for p in parameters}
+    out = {}
+    for name, value in values.items():
+        p = by_name.get(name)
+        if p is None:
+            raise SetpointError(f"{station}: unknown parameter {name!r} (parameters: {', '.join(by_name) or 'none'})")
+        out[name] = check_setpoint(p, value, f"{station}.{name}: ")
+    return out
+
+
+class FittedResponse(SpecModel):
     """A response surface fitted by least squares to recipe data."""
 
     fit: Literal["linear", "quadratic"] = "quadratic"
@@ -99,12 +130,12 @@ class FittedResponse(_Model):
         rows = self.data
         missing = [c for c in (*names, self.target) if any(c not in r for r in rows)]
         if missing:
-            raise ValueError(f"recipe data lacks column(s) {', '.join(sorted(set(missing)))}")
+            raise InputError(f"recipe data lacks column(s) {', '.join(sorted(set(missing)))}")
         X = np.array([[r[n] for n in names] for r in rows], float)
         y = np.array([r[self.target] for r in rows], float)
         A = self._features(X)
         if A.shape[0] < A.shape[1]:
-            raise ValueError(f"{self.fit} fit over {len(names)} parameters needs ≥ {A.shape[1]} rows, got {A.shape[0]}")
+            raise InputError(f"{self.fit} fit over {len(names)} parameters needs ≥ {A.shape[1]} rows, got {A.shape[0]}")
         self._coef, *_ = np.linalg.lstsq(A, y, rcond=None)
         self._names = names
 
@@ -123,7 +154,7 @@ class FittedResponse(_Model):
 ResponseSpec = str | FittedResponse
 
 
-class Response(_Model):
+class Response(SpecModel):
     """How the station's parameters drive cycle time, yield and busy power."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -133,7 +164,8 @@ class Response(_Model):
     power_kw: ResponseSpec | None = Field(default=None, description="busy power draw in kW")
 
     def compile(self, names: tuple[str, ...]) -> dict[str, object]:
-        """Callables per response name; raises ValueError naming the response on a bad one."""
+        """Callables per response name; a bad one raises :class:`SpecError` with the path
+        ``(response name,)``."""
         out = {}
         for key, spec in (("cycle_time_factor", self.cycle_time_factor), ("yield", self.yield_),
                           ("power_kw", self.power_kw)):
@@ -145,8 +177,8 @@ class Response(_Model):
                 else:
                     spec.bind(names)
                     out[key] = spec
-            except (ExpressionError, ValueError) as err:
-                raise ValueError(f"{key}: {err}") from None
+            except InputError as err:  # ExpressionError included
+                raise SpecError((key,), err.message) from None
         return out
 
 
@@ -165,11 +197,12 @@ def evaluate_responses(responses: dict[str, object], setpoints: dict[str, float]
     return out
 
 
-def check_response_ranges(responses: dict[str, object], params: list[Parameter]) -> str | None:
-    """Evaluate at every corner of the parameter box and at the defaults; a message if any
-    response leaves its valid range there (a response model that cannot be trusted)."""
+def check_response_ranges(responses: dict[str, object], params: list[Parameter]) -> None:
+    """Evaluate at every corner of the parameter box and at the defaults; :class:`SpecError` with
+    the path ``(response name,)`` if a response leaves its valid range there (a response model
+    that cannot be trusted)."""
     if not responses or not params:
-        return None
+        return
     names = [p.name for p in params]
     corners = [dict(zip(names, c)) for c in itertools.product(*[(p.min, p.max) for p in params])]
     points = [{p.name: p.default for p in params}, {p.name: p.setpoint for p in params}, *corners]
@@ -180,5 +213,4 @@ def check_response_ranges(responses: dict[str, object], params: list[Parameter])
             bad = not np.isfinite(v) or v > hi + 1e-9 or (v < lo - 1e-9 if incl else v <= lo)
             if bad:
                 where = ", ".join(f"{k}={pt[k]:g}" for k in names)
-                return f"{key} evaluates to {v:g} at {where}, outside its valid range"
-    return None
+                raise SpecError((key,), f"{key} evaluates to {v:g} at {where}, outside its valid range")

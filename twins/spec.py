@@ -10,20 +10,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from twins.calendar import Calendar, ClockTime, PlannedStop
 from twins.distributions import Distribution, Exponential
 from twins.energy import Energy, Tariff
 from twins.errors import SpecError
 from twins.response import Parameter, Response, check_response_ranges
+from twins.specmodel import SpecModel
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Product(_Model):
+class Product(SpecModel):
     """A product (variant) and the stations it visits, in order."""
 
     name: str
@@ -36,7 +33,7 @@ class Product(_Model):
         return self.family or self.name
 
 
-class Setup(_Model):
+class Setup(SpecModel):
     """Sequence-dependent setups: time to change a machine from one family to another."""
 
     default: Distribution = Field(default=0.0, description="time for any family change not in the matrix")
@@ -44,7 +41,7 @@ class Setup(_Model):
         default_factory=dict, description="from-family → to-family → setup time; same family = no setup")
 
 
-class Breakdown(_Model):
+class Breakdown(SpecModel):
     """A failure mode. ``basis: time`` — the failure clock runs while the machine is up (idle,
     blocked and standby included; not while down or planned off); ``basis: operation`` — it
     runs only while the machine is busy. A part caught by a failure resumes after repair."""
@@ -72,7 +69,7 @@ class Breakdown(_Model):
         return self.repair_time or Exponential(dist="exponential", mean=self.mttr)
 
 
-class Rework(_Model):
+class Rework(SpecModel):
     """Parts found defective at this station go to ``station`` and come back to ``return_to``."""
 
     probability: float = Field(ge=0, le=1, description="share of processed parts sent to rework")
@@ -81,7 +78,7 @@ class Rework(_Model):
     max_cycles: int = Field(default=3, ge=1, description="a part failing more often is scrapped")
 
 
-class Station(_Model):
+class Station(SpecModel):
     """A work station: parallel identical machines fed by one finite input buffer."""
 
     name: str
@@ -107,8 +104,22 @@ class Station(_Model):
     response: Response | None = Field(default=None, description="how the parameters drive the process")
     energy: Energy | None = None
 
+    def process_time_of(self, product: str) -> Distribution | None:
+        """The process-time distribution of ``product`` here: its own, else the station's."""
+        return self.process_time_by_product.get(product, self.process_time)
 
-class ArrivalSource(_Model):
+    def nominal_process_time(self, product: str) -> float | None:
+        """Mean process time of ``product`` here at the nominal cycle-time factor 1 (the planned
+        run time per item before any recipe); None when the station has none for it."""
+        d = self.process_time_of(product)
+        return None if d is None else d.mean
+
+    def nominal_process_times(self) -> list[float]:
+        """Mean of every process time the station declares: its default and each product's."""
+        return [d.mean for d in (self.process_time, *self.process_time_by_product.values()) if d is not None]
+
+
+class ArrivalSource(SpecModel):
     """Random arrivals (e.g. Poisson: exponential inter-arrival times)."""
 
     kind: Literal["arrivals"]
@@ -124,7 +135,7 @@ class ArrivalSource(_Model):
         default=None, ge=0, description="each lot is an order due this long after its arrival (tardiness KPIs)")
 
 
-class Order(_Model):
+class Order(SpecModel):
     product: str
     quantity: int = Field(default=1, ge=1)
     release: float = Field(default=0.0, ge=0, description="release time")
@@ -132,7 +143,7 @@ class Order(_Model):
     id: str | None = None
 
 
-class OrderSource(_Model):
+class OrderSource(SpecModel):
     """A list of orders released at given times; scrapped units are remade."""
 
     kind: Literal["orders"]
@@ -140,7 +151,7 @@ class OrderSource(_Model):
     orders: list[Order] = Field(min_length=1)
 
 
-class SaturatedSource(_Model):
+class SaturatedSource(SpecModel):
     """'Always raw material': the first station of every product never starves."""
 
     kind: Literal["saturated"]
@@ -149,7 +160,7 @@ class SaturatedSource(_Model):
     lot_size: int = Field(default=1, ge=1, description="consecutive units of one product")
 
 
-class ExternalSource(_Model):
+class ExternalSource(SpecModel):
     """Units enter only when a controller releases them (``Line.release``), e.g. an energy
     controller's batch release or a schedule replay."""
 
@@ -160,7 +171,7 @@ class ExternalSource(_Model):
 Source = Annotated[ArrivalSource | OrderSource | SaturatedSource | ExternalSource, Field(discriminator="kind")]
 
 
-class Horizon(_Model):
+class Horizon(SpecModel):
     length: float = Field(gt=0, description="simulated time per replication, warm-up included")
     warmup: float = Field(default=0.0, ge=0, description="initial period deleted from statistics")
 
@@ -171,14 +182,14 @@ class Horizon(_Model):
         return self
 
 
-class Economics(_Model):
+class Economics(SpecModel):
     """Money per unit, used by objectives (e.g. the parameter environment's reward)."""
 
     margin_per_unit: float = Field(default=0.0, description="contribution margin per good unit")
     scrap_cost: float = Field(default=0.0, ge=0, description="cost per scrapped unit")
 
 
-class Scenario(_Model):
+class Scenario(SpecModel):
     """A production line scenario."""
 
     name: str
@@ -260,13 +271,9 @@ def check_references(s: Scenario) -> None:
         names = _unique(st.parameters, "parameter", f"stations[{j}].parameters") if st.parameters else {}
         if st.response is not None:
             try:
-                compiled = st.response.compile(tuple(names))
-            except ValueError as err:
-                key = str(err).split(":", 1)[0]
-                raise SpecError(("stations", j, "response", key), str(err).split(": ", 1)[-1]) from None
-            problem = check_response_ranges(compiled, st.parameters)
-            if problem:
-                raise SpecError(("stations", j, "response", problem.split(" ", 1)[0]), problem)
+                check_response_ranges(st.response.compile(tuple(names)), st.parameters)
+            except SpecError as err:  # its path starts at the response's name
+                raise SpecError(("stations", j, "response", *err.path), err.msg) from None
     for i, src in enumerate(s.sources):
         mix = getattr(src, "mix", None) or {}
         for prod, w in mix.items():

@@ -13,12 +13,15 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 from tqdm.auto import tqdm
 
+from twins.errors import check_replications, check_seed
+from twins.jsonsafe import finite_or_none
 from twins.kpi import line_kpis, station_kpis, units
 from twins.model import Line
 from twins.spec import Scenario
@@ -33,6 +36,11 @@ class Replication:
     stations: dict[str, dict[str, float]]
     series: list[tuple] | None = None
     trace: list[tuple] | None = None
+
+
+#: KPI numbers in JSON summaries: None for undefined (NaN), 12 decimals so that sums taken in a
+#: different order (another executor) print the same
+_number = partial(finite_or_none, digits=12)
 
 
 def run_replication(scenario: Scenario, seed: int = 0, replication: int = 0, *, sample_every: float | None = None,
@@ -83,7 +91,7 @@ class Results:
 
         def entry(vals, unit):
             m, h = confidence_interval(vals, self.level)
-            return {"mean": _json_num(m), "half_width": _json_num(h), "unit": unit}
+            return {"mean": _number(m), "half_width": _number(h), "unit": unit}
 
         first = self.replications[0]
         kpis = {k: entry(self.values(k), line_units.get(k, "")) for k in first.kpis}
@@ -91,10 +99,6 @@ class Results:
                     for s in first.stations}
         return {"scenario": self.scenario.name, "replications": len(self.replications), "seed": self.seed,
                 "kpis": kpis, "stations": stations}
-
-
-def _json_num(x: float):
-    return None if x is None or math.isnan(x) or math.isinf(x) else round(float(x), 12)
 
 
 def _run_one(args) -> Replication:
@@ -115,9 +119,9 @@ def replicate(scenario: Scenario, replications: int | None = None, seed: int = 0
     here); otherwise ``workers`` processes are used (1 = in this process). ``sample_every``
     records time series for the first ``series_replications`` replications (for reports).
     """
-    n = replications or scenario.replications
-    if n < 1:
-        raise ValueError("replications must be ≥ 1")
+    n = scenario.replications if replications is None else replications
+    check_replications(n)
+    check_seed(seed)
     jobs = [(scenario, seed, r, sample_every if r < series_replications else None) for r in range(n)]
     results: list[Replication | None] = [None] * n
     desc = progress if isinstance(progress, str) else f"{scenario.name}: replications"
@@ -172,8 +176,8 @@ class Comparison:
             ma, ha = self.a.ci(k)
             mb, hb = self.b.ci(k)
             d, hw, p = self.diff(k)
-            out[k] = {"a": _json_num(ma), "b": _json_num(mb), "diff": _json_num(d), "half_width": _json_num(hw),
-                      "p_value": _json_num(p), "unit": line_units.get(k, "")}
+            out[k] = {"a": _number(ma), "b": _number(mb), "diff": _number(d), "half_width": _number(hw),
+                      "p_value": _number(p), "unit": line_units.get(k, "")}
         return {"a": self.a.scenario.name, "b": self.b.scenario.name, "replications": len(self.a.replications),
                 "seed": self.a.seed, "kpis": out}
 
@@ -181,7 +185,7 @@ class Comparison:
 def compare(a: Scenario, b: Scenario, replications: int | None = None, seed: int = 0, *, workers: int | None = None,
             progress: bool = False) -> Comparison:
     """Run both scenarios with the same seeds (common random numbers) and pair the replications."""
-    n = replications or a.replications
+    n = a.replications if replications is None else replications
     ra = replicate(a, n, seed, workers=workers, progress=f"{a.name}: replications" if progress else False)
     rb = replicate(b, n, seed, workers=workers, progress=f"{b.name}: replications" if progress else False)
     return Comparison(ra, rb)

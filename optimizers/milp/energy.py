@@ -43,7 +43,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 from twins.energy import BUSY, IDLE, OFF, SETUP, STANDBY
-from twins.errors import InputError
+from twins.errors import InputError, NoSolutionFound
 
 from .solve import SolveResult, require_solution
 
@@ -272,11 +272,9 @@ def build_model(problem: EnergyProblem) -> pyo.ConcreteModel:
         state = m.off if p.off_state == "off" else m.standby
         m.outside_window = pyo.Constraint(m.UNITS, closed, rule=lambda m, u, t: state[u, t] == 1)
     end_free = p.window is not None and not p.window[T - 1]  # the calendar decides the end state
-    if end_free:
-        pass
-    elif p.end_state == "standby":
+    if not end_free and p.end_state == "standby":
         m.end_warm = pyo.Constraint(m.UNITS, rule=lambda m, u: m.off[u, T - 1] == 0)
-    elif p.end_state == "on":
+    elif not end_free and p.end_state == "on":
         m.end_on = pyo.Constraint(m.UNITS, rule=lambda m, u: m.on[u, T - 1] == 1)
     m.energy = pyo.Expression(m.UNITS, m.SLOTS, doc="kWh in the slot", rule=lambda m, u, t: (
         p.units[u].machines * D * (m.power[u, "idle"] * m.on[u, t] + m.power[u, "standby"] * m.standby[u, t]
@@ -348,12 +346,6 @@ def whole_units(starts: list[float], at_least: int) -> list[int]:
 DEFAULT_SLOT_H = 0.25
 
 
-def default_station(scenario) -> str:
-    """The station with the largest installed idle power (the line's big energy consumer)."""
-    best = max(scenario.stations, key=lambda s: s.machines * max(s.energy.power_kw.vector()) if s.energy else -1.0)
-    return best.name
-
-
 def problem_from_scenario(scenario, station: str | list[str] | None = None, target: float | None = None,
                           horizon: float | None = None, slot: float | None = None, *,
                           end_state: str = "standby") -> EnergyProblem:
@@ -373,9 +365,10 @@ def problem_from_scenario(scenario, station: str | list[str] | None = None, targ
             target beyond what the stations can make in the horizon.
     """
     from twins.calendar import UNITS_PER_HOUR, off_intervals
+    from twins.energy import largest_consumer
     from twins.model import Line
 
-    names = [station] if isinstance(station, str) else list(station or [default_station(scenario)])
+    names = [station] if isinstance(station, str) else list(station or [largest_consumer(scenario)])
     known = [s.name for s in scenario.stations]
     for n in names:
         if n not in known:
@@ -407,8 +400,8 @@ def problem_from_scenario(scenario, station: str | list[str] | None = None, targ
     units = []
     for name in names:
         spec, rt = scenario.station(name), line.station(name)
-        dists = [spec.process_time_by_product.get(p.name) or spec.process_time for p in scenario.products]
-        pt = float(np.mean([d.mean for d in dists])) * rt.factor
+        dists = [spec.process_time_of(p.name) for p in scenario.products]
+        pt = float(np.mean([spec.nominal_process_time(p.name) for p in scenario.products])) * rt.factor
         sd = float(max(math.sqrt(d.variance) for d in dists)) * rt.factor
         availability = 1.0
         for bd in spec.breakdowns:
@@ -458,16 +451,19 @@ def _mean_price(segs: list[tuple[float, float]], a: float, b: float) -> float:
 
 def solve_problem(problem: EnergyProblem, solver: str = "highs", time_limit: float | None = 60,
                   mip_gap: float | None = None, seed: int | None = 0) -> EnergyPlan:
-    """Build, solve and extract in one call; an unreachable target is a one-line InputError."""
+    """Build, solve and extract in one call. A target above the quick capacity bound is an
+    :class:`InputError`; one the model proves unreachable (or no plan within the time limit) is
+    :class:`NoSolutionFound`."""
     from .solve import solve
 
     check_target(problem)
     model = build_model(problem)
     try:
         result = solve(model, solver=solver, time_limit=time_limit, mip_gap=mip_gap, seed=seed)
-    except InputError as err:
-        if "infeasible" in str(err):
-            raise InputError(f"no on/standby/off plan of {problem.name} makes {problem.target:g} units within "
-                             f"{problem.horizon:g} {problem.time_unit} (the energy model is infeasible)") from None
+    except NoSolutionFound as err:
+        if err.status in ("infeasible", "infeasible_or_unbounded"):
+            raise NoSolutionFound(f"no on/standby/off plan of {problem.name} makes {problem.target:g} units within "
+                                  f"{problem.horizon:g} {problem.time_unit} (the energy model is infeasible)",
+                                  err.status) from None
         raise
     return extract_plan(problem, model, result)

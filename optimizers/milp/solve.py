@@ -3,7 +3,8 @@ binary) by default.
 
 ``solve`` knows nothing about scheduling: the job-shop, flow-shop and energy models all use it.
 It always reports status, objective, best bound, relative gap and wall time, and turns an
-infeasible or unbounded model into a one-line :class:`~twins.errors.InputError`.
+infeasible or unbounded model into a one-line :class:`~twins.errors.NoSolutionFound` whose
+``status`` says which.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from pyomo.contrib.solver.common.results import SolutionStatus
 from pyomo.contrib.solver.common.results import TerminationCondition as TC
 from pyomo.opt import TerminationCondition as LegacyTC
 
-from twins.errors import InputError
+from twins.errors import InputError, NoSolutionFound
+from twins.jsonsafe import finite_or_none
 
 #: Option names (time limit in s, relative MIP gap, random seed) of the solvers reached through
 #: Pyomo's classic SolverFactory. A solver missing here still runs, but without those options.
@@ -91,8 +93,9 @@ def solve(model: pyo.ConcreteModel, solver: str = "highs", time_limit: float | N
         tee: stream the solver's log to stdout.
 
     Raises:
-        InputError: the solver is not installed, the time limit is not positive, or the model
-            is infeasible or unbounded.
+        InputError: the solver is not installed, or the time limit or gap is out of range.
+        NoSolutionFound: the model is infeasible or unbounded (``status`` ``infeasible``,
+            ``unbounded`` or ``infeasible_or_unbounded``).
     """
     if time_limit is not None and time_limit <= 0:
         raise InputError(f"time limit must be positive seconds, got {time_limit}")
@@ -109,19 +112,19 @@ def solve(model: pyo.ConcreteModel, solver: str = "highs", time_limit: float | N
         result = _solve_legacy(model, solver, time_limit, mip_gap, seed, tee, minimise)
     status, value, bound, termination = result
     if status in _NO_MODEL_SOLUTION:
-        raise InputError(f"model {model.name!r} is {_NO_MODEL_SOLUTION[status]} (proven by {solver})")
+        raise NoSolutionFound(f"model {model.name!r} is {_NO_MODEL_SOLUTION[status]} (proven by {solver})", status)
+    bound = finite_or_none(bound)
     gap = None
-    if value is not None and bound is not None and math.isfinite(bound):
+    if value is not None and bound is not None:
         gap = abs(value - bound) / max(abs(value), 1e-10)
-    return SolveResult(status, value, bound if bound is not None and math.isfinite(bound) else None, gap,
-                       time.perf_counter() - started, solver, termination)
+    return SolveResult(status, value, bound, gap, time.perf_counter() - started, solver, termination)
 
 
 def require_solution(result: SolveResult, what: str) -> None:
-    """Raise a one-line :class:`InputError` when ``result`` holds no solution for ``what``."""
+    """Raise a one-line :class:`NoSolutionFound` when ``result`` holds no solution for ``what``."""
     if result.objective is None:
-        raise InputError(f"{result.solver} stopped without a solution for {what} after {result.seconds:.1f} s "
-                         f"({result.termination or result.status}); allow more time")
+        raise NoSolutionFound(f"{result.solver} stopped without a solution for {what} after {result.seconds:.1f} s "
+                              f"({result.termination or result.status}); allow more time", result.status)
 
 
 def _solve_highs(model, time_limit, mip_gap, seed, tee):
@@ -129,12 +132,13 @@ def _solve_highs(model, time_limit, mip_gap, seed, tee):
     if not opt.available():
         try:
             import highspy  # noqa: F401 - only to learn why it is unavailable
-        except ImportError as err:
-            if "undefined symbol" in str(err):  # an installation fault, not the user's input
-                raise RuntimeError(
-                    "highspy cannot load next to OR-Tools: both ship libhighs.so.1, in different "
-                    "versions; install the highspy version of the HiGHS that OR-Tools bundles "
-                    "(ortools 9.15: highspy==1.12.0)") from None
+        except ModuleNotFoundError:
+            pass  # not installed: the user's to fix, below
+        except ImportError as err:  # installed but cannot load: an installation fault, not the user's input
+            raise RuntimeError(
+                f"highspy is installed but cannot load ({err}); a known cause is OR-Tools next to it: both "
+                "ship libhighs.so.1, in different versions (an 'undefined symbol' error); install the highspy "
+                "version of the HiGHS that OR-Tools bundles (ortools 9.15: highspy==1.12.0)") from None
         raise InputError("MIP solver 'highs' is not available: install highspy (pip install highspy)")
     options = {"random_seed": seed} if seed is not None else {}
     res = opt.solve(model, time_limit=time_limit, rel_gap=mip_gap, tee=tee, solver_options=options,
@@ -187,8 +191,8 @@ def _solve_legacy(model, name, time_limit, mip_gap, seed, tee, minimise):
 
 
 def _finite(x) -> float | None:
+    """A bound as Pyomo's legacy results hold it (a number, None or a string) → finite float or None."""
     try:
-        x = float(x)
+        return finite_or_none(x)
     except (TypeError, ValueError):
         return None
-    return x if math.isfinite(x) else None

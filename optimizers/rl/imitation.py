@@ -9,8 +9,11 @@ Reproduces ``optimizers/rl/policies/jss15x15.zip`` in three commands (the exact 
 
 1. ``references``: random 15x15 Taillard-style instances (``twins.jobshop.generate.random_instance``
    with ``numpy.random.default_rng((seed, i))``, never the ta01-ta10 benchmark instances), each
-   solved by CP-SAT with one worker and a *deterministic* time budget, so the files are
-   reproducible bit for bit. One ``.npz`` per instance: resumable and usable while running.
+   solved by CP-SAT (:func:`optimizers.cp.solve`) with one worker and a *deterministic* time
+   budget, so the files are reproducible bit for bit. One ``.npz`` per instance: resumable and
+   usable while running. (The shipped policy's references came from an earlier, plainer copy of
+   the CP-SAT model: same instances and budget, but start times and bounds of the references not
+   proven optimal differ from what this version writes.)
 2. ``clone``: behaviour cloning with DAgger. The expert at any state of the dispatch engine picks,
    among the candidates, the job whose next operation starts earliest in the reference schedule
    (Giffler-Thompson guided by the reference; on the reference's own trajectory this rebuilds an
@@ -28,45 +31,31 @@ from pathlib import Path
 import numpy as np
 
 from envs.jobshop_engine import JobShopEngine
+from twins.errors import InputError, NoSolutionFound
 from twins.jobshop.generate import random_instance
 from twins.jobshop.instances import Bounds, JobShopInstance
 
 
 def solve_reference(instance: JobShopInstance, deterministic_seconds: float = 10.0,
                     workers: int = 1) -> tuple[np.ndarray, int, int]:
-    """CP-SAT schedule of ``instance``: (start times (n_jobs, max ops), makespan, proven bound).
+    """CP-SAT schedule of ``instance`` (:func:`optimizers.cp.solve`): (start times (n_jobs, max
+    ops), makespan, proven bound).
 
     A deterministic time budget with one worker makes the result independent of machine load.
-    """
-    from ortools.sat.python import cp_model
 
-    model = cp_model.CpModel()
-    horizon = sum(d for ops in instance.jobs for _, d in ops)
-    starts, ends, per_machine = {}, {}, {}
-    for j, ops in enumerate(instance.jobs):
-        for k, (m, d) in enumerate(ops):
-            s = model.new_int_var(0, horizon, f"s{j}_{k}")
-            e = model.new_int_var(0, horizon, f"e{j}_{k}")
-            per_machine.setdefault(m, []).append(model.new_interval_var(s, d, e, f"o{j}_{k}"))
-            starts[j, k], ends[j, k] = s, e
-            if k:
-                model.add(s >= ends[j, k - 1])
-    for intervals in per_machine.values():
-        model.add_no_overlap(intervals)
-    makespan = model.new_int_var(0, horizon, "makespan")
-    model.add_max_equality(makespan, [ends[j, len(ops) - 1] for j, ops in enumerate(instance.jobs) if ops])
-    model.minimize(makespan)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_deterministic_time = deterministic_seconds
-    solver.parameters.num_workers = workers
-    status = solver.solve(model)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        raise RuntimeError(f"CP-SAT found no schedule for {instance.name}")
+    Raises:
+        NoSolutionFound: CP-SAT found no schedule within the budget.
+    """
+    from optimizers import cp
+
+    schedule = cp.solve(instance, time_limit=None, workers=workers, deterministic_time=deterministic_seconds)
+    if not schedule.operations:
+        raise NoSolutionFound(f"CP-SAT found no schedule for {instance.name}", schedule.status)
     K = max(len(ops) for ops in instance.jobs)
     out = np.full((instance.n_jobs, K), -1, dtype=np.int64)
-    for (j, k), s in starts.items():
-        out[j, k] = solver.value(s)
-    return out, int(solver.objective_value), int(solver.best_objective_bound)
+    for o in schedule.operations:
+        out[o.job, o.op] = o.start
+    return out, int(schedule.makespan), int(schedule.lower_bound)
 
 
 def reference_instance(seed: int, index: int, n_jobs: int = 15, n_machines: int = 15) -> JobShopInstance:
@@ -257,7 +246,7 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
     if limit:
         refs = refs[:limit]
     if len(refs) <= validation:
-        raise RuntimeError(f"{refs_dir}: {len(refs)} references, need more than {validation}")
+        raise InputError(f"{refs_dir}: {len(refs)} references, need more than {validation} (the validation share)")
     train_refs, val_refs = refs[:-validation], refs[-validation:]
     if mirror:
         train_refs = train_refs + [mirrored(inst, st) for inst, st in train_refs]

@@ -24,12 +24,12 @@ def main(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from studio.output import LINE_KPIS, check_writable, console, fmt, write_json
-    from twins.errors import InputError
+    from twins.errors import check_replications
     from twins.loader import load_scenario
     from twins.stats import compare
 
-    if args.replications is not None and args.replications < 2:
-        raise InputError("--replications must be ≥ 2 for a paired comparison")
+    if args.replications is not None:  # a paired comparison needs a spread
+        check_replications(args.replications, 2, "--replications")
     check_writable(args.json)
     a = load_scenario(args.a, args.set_a)
     b = load_scenario(args.b, args.set_b)

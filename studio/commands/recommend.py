@@ -81,12 +81,10 @@ def main(args: argparse.Namespace) -> int:
 def _schedule(args: argparse.Namespace):
     from optimizers.replay import recommend_schedule
     from studio.commands.schedule import _load
-    from twins.errors import InputError
+    from twins.errors import InputError, check_replications, check_seed
 
-    if args.replications < 1:
-        raise InputError(f"--replications must be ≥ 1, got {args.replications}")
-    if args.seed < 0:
-        raise InputError(f"--seed must be a non-negative integer, got {args.seed}")
+    check_replications(args.replications, name="--replications")
+    check_seed(args.seed, name="--seed")
     if (args.mtbf is None) != (args.mttr is None):
         raise InputError("give both --mtbf and --mttr (or neither)")
     for flag, v in (("--mtbf", args.mtbf), ("--mttr", args.mttr)):

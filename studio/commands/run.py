@@ -23,12 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from studio.output import check_writable, print_kpi_table, write_json
-    from twins.errors import InputError
+    from twins.errors import InputError, check_replications
     from twins.loader import load_scenario
     from twins.stats import replicate
 
-    if args.replications is not None and args.replications < 1:
-        raise InputError("--replications must be ≥ 1")
+    if args.replications is not None:
+        check_replications(args.replications, name="--replications")
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers must be ≥ 1")
     for out in (args.json, args.html):
