@@ -2,8 +2,8 @@
 shop (:class:`DispatchEnv`); and :class:`BaseDispatchEnv`, what it shares with the dynamic twin
 env :class:`envs.dynamic_dispatch.DynamicDispatchEnv` (``twinopt/DynamicDispatch-v0``).
 
-The decisions come from an engine (:class:`envs.dispatch_engine.DispatchEngine`): here
-:class:`envs.jobshop_engine.JobShopEngine`, whose module explains the candidate sets.
+The decisions come from an engine (:class:`twins.jobshop.dispatching.DispatchEngine`): here
+:class:`twins.jobshop.engine.JobShopEngine`, whose module explains the candidate sets.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.dispatch_engine import DispatchEngine
-from envs.jobshop_engine import FEATURES, MODES, JobShopEngine
 from twins.errors import InputError
+from twins.jobshop.dispatching import DispatchEngine
+from twins.jobshop.engine import FEATURES, MODES, JobShopEngine
 from twins.jobshop.gantt import gantt_figure
 from twins.jobshop.generate import random_instance
 from twins.jobshop.instances import JobShopInstance, load_instance
@@ -25,7 +25,7 @@ OBS_BOUND = 1e6
 
 
 class BaseDispatchEnv(gym.Env):
-    """Masked discrete dispatching over a :class:`~envs.dispatch_engine.DispatchEngine`: one
+    """Masked discrete dispatching over a :class:`~twins.jobshop.dispatching.DispatchEngine`: one
     observation row and one action per engine row (job or slot). Subclasses build the engine and
     write ``reset`` and ``step``."""
 
@@ -52,7 +52,7 @@ class DispatchEnv(BaseDispatchEnv):
 
     A static job shop in OR-Library form (``jobs[j][k] = (machine, duration)``), minimise the
     makespan. Each step dispatches one operation: the chosen job's next operation is appended to
-    its machine at its earliest start (:mod:`envs.jobshop_engine`). With ``mode="active"`` the
+    its machine at its earliest start (:mod:`twins.jobshop.engine`). With ``mode="active"`` the
     candidates are the Giffler-Thompson conflict set of the machine that frees first (every
     episode yields an active schedule, an optimal one is reachable); ``mode="non_delay"`` gives
     non-delay schedules.
@@ -66,7 +66,7 @@ class DispatchEnv(BaseDispatchEnv):
     ``Box(-1e6, 1e6, (n_jobs * N_FEATURES,), float32)``: a job-major flattening of an
     ``(n_jobs, N_FEATURES)`` matrix (``obs.reshape(n_jobs, -1)`` recovers it), one row per job
     whatever the instance, so one policy serves a whole size family. The columns are
-    :data:`envs.jobshop_engine.FEATURES` (candidate flag, next-operation duration, wait until it
+    :data:`twins.jobshop.engine.FEATURES` (candidate flag, next-operation duration, wait until it
     could start, job/machine ready times, remaining work and operations, job and machine slack to
     the makespan lower bound, the machine's queue, the follow-up machine's availability and load,
     the delay a choice imposes on the other candidates, the lower-bound increase it causes, and

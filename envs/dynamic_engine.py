@@ -5,9 +5,9 @@ A scenario whose stations have ``dispatch: external`` (see docs/scenario.md) run
 random or listed order arrivals with due dates, breakdowns, setups, shifts, blocking — and stops
 whenever a machine of such a station frees up while two or more parts wait for it. The waiting
 parts, oldest first, fill ``slots`` fixed rows (more are not offered: the oldest ``slots`` are the
-candidates), and the engine implements :class:`envs.dispatch_engine.DispatchEngine` with one row
+candidates), and the engine implements :class:`twins.jobshop.dispatching.DispatchEngine` with one row
 per slot (``due`` holds the orders' due dates, ``inf`` for parts without one), as
-:class:`envs.jobshop_engine.JobShopEngine` does for static instances, so a rule and a policy see
+:class:`twins.jobshop.engine.JobShopEngine` does for static instances, so a rule and a policy see
 the same decisions. ``reset(seed)`` restarts the twin with that seed.
 
 Pickling: a running SimPy model holds generators, which cannot be pickled, so an engine pickles

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 import envs  # noqa: F401
 from envs.dispatch import DispatchEnv
-from envs.dispatch_engine import DispatchEngine
 from envs.dynamic_dispatch import DynamicDispatchEnv
-from envs.jobshop_engine import JobShopEngine
 from optimizers.rl.baselines import baselines_for
 from twins.errors import InputError
+from twins.jobshop.dispatching import DispatchEngine
+from twins.jobshop.engine import JobShopEngine
 from twins.jobshop.instances import load_instance
 
 

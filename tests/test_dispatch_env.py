@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers twinopt/*)
 from envs.dispatch import DispatchEnv
-from envs.jobshop_engine import FEATURES, N_FEATURES, JobShopEngine
 from twins.errors import InputError
+from twins.jobshop.engine import FEATURES, N_FEATURES, JobShopEngine
 from twins.jobshop.generate import random_instance
 from twins.jobshop.instances import JobShopInstance, load_instance
 from twins.jobshop.schedule import check_schedule

@@ -58,6 +58,12 @@ def test_run_compare_and_schema_need_only_core(tmp_path):
     assert json.loads(out.read_text())["replications"] == 2
     cmp = core_only("compare", "smt_line", "smt_line", "-n", "2", "-q")
     assert cmp.returncode == 0, cmp.stderr
+    for solver in ("rule:mwkr", "neh", "ig"):  # dispatching rules and flow-shop heuristics are core
+        fmt = ["--format", "taillard", "--time-limit", "0.2"] if solver != "rule:mwkr" else []
+        instance = "ta001" if fmt else "ft06"
+        sched = core_only("schedule", instance, "--solver", solver, *fmt, "--json", str(tmp_path / "s.json"))
+        assert sched.returncode == 0, sched.stderr
+        assert json.loads((tmp_path / "s.json").read_text())["makespan"] > 0
     schema = core_only("schema")
     assert schema.returncode == 0, schema.stderr
     assert "properties" in json.loads(schema.stdout)
@@ -66,7 +72,6 @@ def test_run_compare_and_schema_need_only_core(tmp_path):
 @pytest.mark.parametrize("args, extra", [
     (["schedule", "ft06", "--solver", "cpsat"], "solvers"),
     (["schedule", "ft06", "--solver", "milp"], "solvers"),
-    (["schedule", "ft06", "--solver", "rule:spt"], "rl"),
     (["schedule", "ft06", "--solver", "rl:jss15x15"], "rl"),
     (["train", "twinopt/Dispatch-v0", "--timesteps", "10", "--out", "{tmp}/run"], "rl"),
     (["evaluate", "optimizers/rl/policies/jss15x15.zip", "--episodes", "1"], "rl"),

@@ -1,6 +1,6 @@
 """Dispatching rules for the job shop: small functions registered by name, run through the same
 engines as ``twinopt/Dispatch-v0`` and ``twinopt/DynamicDispatch-v0`` (any
-:class:`envs.dispatch_engine.DispatchEngine`), so a rule takes exactly the decisions the
+:class:`twins.jobshop.dispatching.DispatchEngine`), so a rule takes exactly the decisions the
 environment exposes to an agent.
 
 A rule maps the engine state and the candidate rows (ascending indices: jobs, or slots of waiting
@@ -30,9 +30,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from envs.dispatch_engine import DispatchEngine
-from envs.jobshop_engine import DUE_DATE_FACTOR, JobShopEngine
 from twins.errors import InputError
+from twins.jobshop.dispatching import DispatchEngine
+from twins.jobshop.engine import DUE_DATE_FACTOR, JobShopEngine
 from twins.jobshop.instances import JobShopInstance
 from twins.jobshop.schedule import Schedule, ScheduledOperation
 

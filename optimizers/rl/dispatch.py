@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.dispatch_engine import DispatchEngine
-from envs.jobshop_engine import N_FEATURES, JobShopEngine
 from twins.errors import InputError
+from twins.jobshop.dispatching import DispatchEngine
+from twins.jobshop.engine import N_FEATURES, JobShopEngine
 from twins.jobshop.instances import JobShopInstance
 from twins.jobshop.schedule import Schedule, ScheduledOperation
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.jobshop_engine import JobShopEngine
 from twins.errors import InputError, NoSolutionFound
+from twins.jobshop.engine import JobShopEngine
 from twins.jobshop.generate import random_instance
 from twins.jobshop.instances import Bounds, JobShopInstance
 

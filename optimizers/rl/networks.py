@@ -2,7 +2,7 @@
 equivariant), so the same weights rank the candidates of any instance of the size family.
 
 Observation ``(batch, n_jobs * F)`` is viewed as ``(batch, n_jobs, F)`` (see
-:data:`envs.jobshop_engine.FEATURES`; column 0 is the candidate flag, column 1 the alive flag).
+:data:`twins.jobshop.engine.FEATURES`; column 0 is the candidate flag, column 1 the alive flag).
 
 * every row goes through ``symlog`` (sign(x) log(1 + |x|): times of very different instances stay
   in one range) and a row MLP ``F -> h -> h``, then optionally ``attention_layers`` transformer
@@ -20,7 +20,7 @@ import torch
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from torch import nn
 
-from envs.jobshop_engine import N_FEATURES
+from twins.jobshop.engine import N_FEATURES
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 dispatch rules of ``optimizers.heuristics.rules`` (one engine, so a rule and a policy see exactly
 the same decisions).
 
-It implements :class:`envs.dispatch_engine.DispatchEngine` with one row per job
+It implements :class:`twins.jobshop.dispatching.DispatchEngine` with one row per job
 (``dispatch(job)`` returns the increase of the makespan lower bound, time units), plus what only
 a static instance has: ``reset()`` (empty schedule, first decision prepared), ``makespan_lb``,
 ``next_op``, ``copy()`` and ``schedule_rows()``. A static instance has no due dates of its own;

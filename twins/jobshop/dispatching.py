@@ -2,7 +2,7 @@
 dispatching environments, the dispatching rules (``optimizers.heuristics.rules``) and the trained
 policies (``optimizers.rl``) read it, so a rule and a policy see exactly the same decisions.
 
-Two engines implement it: :class:`envs.jobshop_engine.JobShopEngine` (a static job-shop instance;
+Two engines implement it: :class:`twins.jobshop.engine.JobShopEngine` (a static job-shop instance;
 a row is a job) and :class:`envs.dynamic_engine.TwinDispatchEngine` (the SimPy twin; a row is a
 slot holding a waiting part). A decision is "which row does the freed machine start next"::
 
