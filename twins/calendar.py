@@ -36,7 +36,7 @@ ClockTime = Annotated[float, BeforeValidator(_parse_clock)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no inf/nan in a scenario
 
 
 class Shift(_Model):

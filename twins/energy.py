@@ -16,7 +16,7 @@ OFF, IDLE, SETUP, BUSY, BLOCKED, DOWN, STANDBY = range(len(STATES))
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no inf/nan in a scenario
 
 
 class PowerByState(_Model):

@@ -28,7 +28,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no inf/nan in a scenario
 
 
 class Parameter(_Model):
@@ -126,7 +126,7 @@ ResponseSpec = str | FittedResponse
 class Response(_Model):
     """How the station's parameters drive cycle time, yield and busy power."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     cycle_time_factor: ResponseSpec | None = Field(default=None, description="multiplier on process times (1 = nominal)")
     yield_: ResponseSpec | None = Field(default=None, alias="yield", description="fraction of good parts, 0..1")
