@@ -193,3 +193,186 @@ def test_the_same_mistake_is_the_same_input_error_in_every_library_call():
         replay_plan(scenario, None, replications=0)
     with pytest.raises(InputError, match="^replications must be ≥ 1, got 0$"):
         Evaluator(scenario, "throughput", replications=0, seed=0)
+
+
+# ---- extreme but well-formed numbers ------------------------------------------------------------
+# Every numeric field of the scenario format appears in RICH (distributions of every family,
+# buffers, machines, horizon, breakdowns, planned stops, calendar, energy, tariff, parameters,
+# orders, economics …). Hypothesis puts extreme magnitudes into one to three of them at once; the
+# result must load and simulate (exit 0) or be refused at load time with one line (exit 2) —
+# never an internal error (exit 1).
+RICH = textwrap.dedent("""\
+    name: rich
+    time_unit: min
+    start_clock: 6.5
+    horizon: {length: 2000, warmup: 100}
+    replications: 3
+    products:
+      - {name: a, family: fa, route: [mill, wash, pack], margin: 4.5}
+      - {name: b, route: [mill, pack]}
+    sources:
+      - kind: arrivals
+        interarrival: {dist: gamma, mean: 4, cv: 0.5}
+        mix: {a: 2, b: 1}
+        lot_size: 2
+        due_after: 60
+      - kind: orders
+        orders:
+          - {product: b, quantity: 3, release: 10, due: 200}
+    stations:
+      - name: mill
+        machines: 2
+        buffer: 5
+        process_time: {dist: lognormal, mean: 3, cv: 0.4}
+        process_time_by_product:
+          b: {dist: weibull, shape: 1.5, scale: 2}
+        setup:
+          default: {dist: triangular, low: 0.5, mode: 1, high: 2}
+          matrix: {fa: {b: {dist: uniform, low: 1, high: 3}}}
+        breakdowns:
+          - {mtbf: 300, mttr: 10}
+          - {time_to_failure: {dist: exponential, mean: 50}, repair_time: {dist: normal, mean: 2, sd: 0.5},
+             basis: operation}
+        planned_stops:
+          - {start: 500, duration: 20, every: 480}
+        scrap: 0.02
+        parameters:
+          - {name: feed, min: 100, max: 400, default: 200, value: 250, max_step: 50}
+        response: {cycle_time_factor: "200 / feed"}
+        energy:
+          power_kw: {off: 0.1, idle: 1, setup: 2, busy: 3, blocked: 1, down: 0.5, standby: 0.3}
+          standby: {after: 15, wakeup: 2}
+          startup: 5
+      - name: wash
+        buffer: 3
+        process_time: {dist: empirical, values: [1, 2, 3.5], weights: [1, 2, 1]}
+        rework: {probability: 0.05, station: mill, return_to: mill, max_cycles: 2}
+      - name: pack
+        process_time: 1.5
+    calendar:
+      shifts: [{start: "06:00", end: "22:00"}]
+      breaks: [{start: "12:00", duration: 30}]
+    tariff:
+      default_price: 0.2
+      periods: [{start: "22:00", end: "06:00", price: 0.1}]
+    co2_kg_per_kwh: 0.4
+    economics: {margin_per_unit: 5, scrap_cost: 2}
+    """)
+RICH_DATA, _ = parse_yaml(RICH)
+# the same without what is laid out over the horizon (calendar, tariff, repeating stops), so that
+# huge horizons are simulated instead of refused
+OPEN_ENDED = {k: v for k, v in copy.deepcopy(RICH_DATA).items() if k not in ("calendar", "tariff")}
+del OPEN_ENDED["stations"][0]["planned_stops"]
+
+
+def numeric_paths(data, prefix=()):
+    if isinstance(data, bool):
+        return
+    if isinstance(data, (int, float)):
+        yield prefix
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            yield from numeric_paths(v, prefix + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from numeric_paths(v, prefix + (i,))
+
+
+NUMERIC_PATHS = list(numeric_paths(RICH_DATA))
+EXTREMES = (1e308, -1e308, 1.7976931348623157e308, 1e-308, -1e-308, 5e-324, 10**30, -10**30, 2**64, 10**400,
+            float("inf"), float("-inf"), float("nan"), 0, 0.0, -1)
+extreme = st.one_of(st.sampled_from(EXTREMES), st.floats(), st.integers(-10**40, 10**40),
+                    st.floats(min_value=-1e-300, max_value=1e-300))
+
+
+def test_rich_scenario_covers_every_kind_of_numeric_field():
+    sc = scenario_from_data(RICH_DATA)
+    assert len(NUMERIC_PATHS) > 60
+    families = {s.process_time.dist for s in sc.stations}
+    families |= {d.dist for s in sc.stations for d in s.process_time_by_product.values()}
+    assert families >= {"lognormal", "weibull", "empirical", "constant"}
+
+
+def simulate_like_the_cli(data, budget: int = 3000) -> int:
+    """What ``twinopt run -n 1 --json`` does, in process and with at most ``budget`` events per
+    phase (an extreme scenario may be valid yet take forever): the exit code it would give."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from studio.output import print_kpi_table
+    from twins.kpi import line_kpis, station_kpis
+    from twins.model import Line
+    from twins.stats import Replication, Results
+
+    parsed, lines = parse_yaml(yaml.safe_dump(data), "gen.yaml")
+    try:
+        sc = scenario_from_data(parsed, "gen.yaml", lines)
+    except ScenarioError as err:
+        assert str(err).startswith("gen.yaml") and "\n" not in str(err), str(err)
+        return 2
+    line = Line(sc, 1, 0)
+
+    def advance(until):
+        env = line.env
+        for _ in range(budget):
+            if env.peek() >= until:
+                break
+            env.step()
+        if env.peek() >= until:
+            line.run(until)
+        return line.snapshot()
+
+    s0 = advance(sc.horizon.warmup)
+    s1 = advance(sc.horizon.length)
+    rep = Replication(0, line_kpis(line, s0, s1), station_kpis(line, s0, s1))
+    summary = Results(sc, 1, [rep]).summary()
+    json.dumps(summary, allow_nan=False)
+    print_kpi_table(summary, sc, out=Console(file=io.StringIO(), width=120))
+    return 0
+
+
+def test_the_rich_scenario_simulates():
+    assert simulate_like_the_cli(RICH_DATA) == 0
+
+
+def has_path(data, path) -> bool:
+    for k in path:
+        if not (isinstance(data, dict) and k in data or isinstance(data, list) and k < len(data)):
+            return False
+        data = data[k]
+    return True
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(base=st.sampled_from([RICH_DATA, OPEN_ENDED]),
+       changes=st.lists(st.tuples(st.sampled_from(NUMERIC_PATHS), extreme), min_size=1, max_size=3))
+def test_extreme_numbers_load_and_run_or_fail_with_one_line(base, changes):
+    data = base
+    for path, value in changes:
+        if has_path(data, path):
+            data = mutate(data, path, "replace", value)
+    assert simulate_like_the_cli(data) in (0, 2)
+
+
+@pytest.mark.parametrize("change", [
+    ("{dist: lognormal, mean: 3, cv: 0.4}", "{dist: lognormal, mean: 3, cv: 1e308}"),
+    ("{dist: gamma, mean: 4, cv: 0.5}", "{dist: gamma, mean: 4, cv: 1e-308}"),
+    ("{dist: weibull, shape: 1.5, scale: 2}", "{dist: weibull, shape: 1e-308, scale: 2}"),
+    ("{mtbf: 300, mttr: 10}", "{mtbf: 1e308, mttr: 10}"),
+    ("{length: 2000, warmup: 100}", "{length: .inf, warmup: 100}"),
+    ("{length: 2000, warmup: 100}", "{length: 1e308, warmup: 100}"),
+    ("machines: 2", "machines: 1000000000000000000000000000000"),
+    ("{a: 2, b: 1}", "{a: .nan, b: 1}"),
+], ids=["lognormal cv", "gamma cv", "weibull shape", "mtbf", "inf horizon", "huge horizon with calendar",
+        "huge machine count", "nan weight"])
+def test_extreme_values_exit_2_with_one_line_naming_the_field(tmp_path, change):
+    old, new = change
+    assert old in RICH
+    path = write(tmp_path, RICH.replace(old, new, 1))
+    r = run_cli("run", str(path), "-n", "1", "-q")
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"{path}:" in err and any(f": {field}" in err for field in ("stations[", "sources[", "horizon")), err

@@ -1,4 +1,4 @@
-"""The command-line contract of DESIGN.md: `twinopt run`, `schema`, `compare`."""
+"""The command-line contract (docs/architecture.md, README): `twinopt run`, `schema`, `compare`."""
 from __future__ import annotations
 
 import json

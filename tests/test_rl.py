@@ -146,3 +146,35 @@ def test_bad_input_exit_code_seen_by_a_user():
 
     done = run_cli("evaluate", "/no/such/model.zip", "--env", ENV_ID)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("algo, algo_kwargs, timesteps, n_envs, expect", [
+    ("ppo", {}, 2048, 2, 4096),  # PPO's default rollout: 2048 steps per env
+    ("ppo", {"n_steps": 64, "batch_size": 64}, 100, 2, 128),
+    ("ppo", {"n_steps": 64, "batch_size": 64}, 256, 2, 256),
+])
+def test_planned_timesteps_are_whole_rollouts(algo, algo_kwargs, timesteps, n_envs, expect):
+    from stable_baselines3 import PPO
+
+    from optimizers.rl.train import make_vec_env, planned_timesteps
+
+    venv = make_vec_env(ENV_ID, n_envs, 0, {"instance": "ft06"}, subprocess=False)
+    model = PPO("MlpPolicy", venv, seed=0, **algo_kwargs)
+    assert planned_timesteps(model, timesteps) == expect
+    if expect <= 256:  # and learn() runs exactly that many
+        model.learn(total_timesteps=timesteps)
+        assert model.num_timesteps == expect
+    venv.close()
+
+
+def test_planned_timesteps_of_sac_are_whole_collections():
+    from stable_baselines3 import SAC
+
+    from optimizers.rl.train import make_vec_env, planned_timesteps
+
+    venv = make_vec_env("twinopt/Parameter-v0", 2, 0, subprocess=False)
+    model = SAC("MlpPolicy", venv, seed=0, train_freq=3, learning_starts=1000)
+    assert planned_timesteps(model, 10) == 12  # rounds of 3 steps × 2 envs
+    model.learn(total_timesteps=10)
+    assert model.num_timesteps == 12
+    venv.close()

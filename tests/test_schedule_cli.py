@@ -1,4 +1,4 @@
-"""``twinopt schedule``: the DESIGN.md JSON contract for every solver, and bad input as one line
+"""``twinopt schedule``: the JSON contract (docs/architecture.md) for every solver, and bad input as one line
 on stderr with exit code 2, never a traceback."""
 from __future__ import annotations
 

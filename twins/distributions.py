@@ -7,24 +7,57 @@ own seeded ``numpy.random.Generator``. Samplers draw in blocks so the event loop
 ``next()`` per sample; the sequence a stream produces does not depend on the block size.
 
 Times are ≥ 0 by construction (truncated normal, positive-support families); all values are in
-the scenario's time unit.
+the scenario's time unit. Parameters must give a finite mean and variance and finite samples (the
+1 − 10⁻¹² quantile), checked when the scenario is read: an extreme but well-formed value such as
+``cv: 1e308`` is bad input, not an overflow in the middle of a run.
 """
 from __future__ import annotations
 
 import itertools
+import math
+import warnings
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 from scipy import stats
+
+from twins.specmodel import SpecModel
 
 #: Samples drawn per refill of a sampler's block.
 BLOCK = 512
+#: Tail probability above the quantile that must be finite (see :meth:`_Dist.top`).
+TAIL = 1e-12
 
 
-class _Dist(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Dist(SpecModel):
+    model_config = ConfigDict(frozen=True)  # merged with SpecModel's
+
+    def _check_parameters(self) -> None:
+        """A family's own checks (order of bounds …); raise ValueError with the reason."""
+
+    @model_validator(mode="after")
+    def _finite(self):
+        self._check_parameters()
+        named = ", ".join(f"{k}={v:g}" for k, v in self.model_dump(by_alias=True).items()
+                          if isinstance(v, float | int) and not isinstance(v, bool))
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                moments = (("mean", self.mean), ("variance", self.variance), ("largest samples", self.top))
+            except (ArithmeticError, ValueError):  # e.g. cv ** 2 overflowing inside the parametrisation
+                raise ValueError(f"{self.dist}({named}): parameters too extreme, the mean and variance cannot be "
+                                 "computed in floating point") from None
+        for what, v in moments:
+            if not math.isfinite(v):
+                raise ValueError(f"{self.dist}({named}): parameters too extreme, the {what} would be {v:g}")
+        return self
+
+    @property
+    def top(self) -> float:
+        """The 1 − :data:`TAIL` quantile: practically the largest sample."""
+        return float(self.frozen().isf(TAIL))
 
     def frozen(self):
         """The ``scipy.stats`` frozen distribution (for mean/variance/sampling)."""
@@ -72,6 +105,10 @@ class Constant(_Dist):
     def variance(self) -> float:
         return 0.0
 
+    @property
+    def top(self) -> float:
+        return self.value
+
     def sampler(self, rng: np.random.Generator) -> Iterator[float]:
         return itertools.repeat(float(self.value))
 
@@ -83,11 +120,9 @@ class Uniform(_Dist):
     low: float = Field(ge=0)
     high: float = Field(ge=0)
 
-    @model_validator(mode="after")
-    def _order(self):
+    def _check_parameters(self) -> None:
         if self.high < self.low:
             raise ValueError("high must be ≥ low")
-        return self
 
     def frozen(self):
         return stats.uniform(loc=self.low, scale=self.high - self.low)
@@ -101,11 +136,9 @@ class Triangular(_Dist):
     mode: float = Field(ge=0)
     high: float = Field(ge=0)
 
-    @model_validator(mode="after")
-    def _order(self):
+    def _check_parameters(self) -> None:
         if not self.low <= self.mode <= self.high or self.high == self.low:
             raise ValueError("need low ≤ mode ≤ high and low < high")
-        return self
 
     def frozen(self):
         scale = self.high - self.low
@@ -184,8 +217,7 @@ class Empirical(_Dist):
     values: list[float] = Field(min_length=1)
     weights: list[float] | None = None
 
-    @model_validator(mode="after")
-    def _check(self):
+    def _check_parameters(self) -> None:
         if any(v < 0 for v in self.values):
             raise ValueError("values must be ≥ 0")
         if self.weights is not None:
@@ -193,7 +225,6 @@ class Empirical(_Dist):
                 raise ValueError("weights must have one entry per value")
             if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
                 raise ValueError("weights must be ≥ 0 with a positive sum")
-        return self
 
     def _probs(self) -> np.ndarray:
         w = np.ones(len(self.values)) if self.weights is None else np.asarray(self.weights, float)
@@ -210,6 +241,10 @@ class Empirical(_Dist):
     def variance(self) -> float:
         p, v = self._probs(), np.asarray(self.values, float)
         return float(np.dot(p, (v - np.dot(p, v)) ** 2))
+
+    @property
+    def top(self) -> float:
+        return float(max(self.values))
 
     def sampler(self, rng: np.random.Generator) -> Iterator[float]:
         values, p = np.asarray(self.values, float), self._probs()

@@ -1,4 +1,5 @@
-"""Stations and machines at run time: the SimPy processes of the twin.
+"""Machines at run time: the SimPy process of each machine of a station (the station itself, its
+buffer, setpoints and counters, is :class:`twins.station.StationRT`).
 
 Semantics (docs/scenario.md repeats them; tests rely on them):
 
@@ -17,8 +18,20 @@ Semantics (docs/scenario.md repeats them; tests rely on them):
 * Planned off (off shift, breaks, planned stops, commanded off): idle machines stop at once,
   busy ones finish their part first; blocked ones are counted as planned off until released.
 
+The seam with the station: a machine reads its station's setpoints and availability, and reports
+to it through methods (:meth:`~twins.station.StationRT.part_started`,
+:meth:`~twins.station.StationRT.operation_done`), which own the station's counters and the quality
+decision; the station commands its machines through :meth:`Machine.stop`, :meth:`Machine.restart`
+and :meth:`Machine.park`. Neither writes the other's attributes.
+
 The hot path — get, work, put — does arithmetic on slots and a few SimPy events per part;
-tracing is a list append only when a trace was asked for.
+tracing is a list append only when a trace was asked for. The station's reporting methods are
+bound once when the process starts (locals of :meth:`Machine.run`), not looked up per part.
+Throughout the twin (machines, buffers, sources, the line) the simulation clock is read as
+``env._now`` rather than ``env.now``: SimPy's ``now`` is a read-only property returning ``_now``,
+and the property call costs about six times the attribute read (≈ 34 ns against 6 ns), paid several
+times per event. ``_now`` has been the attribute behind ``now`` throughout SimPy 3 and 4
+(pyproject pins ``simpy>=4.1``); the twin only reads it, never writes it.
 """
 from __future__ import annotations
 
@@ -27,7 +40,7 @@ from typing import TYPE_CHECKING
 import simpy
 from simpy import Interrupt
 
-from twins.energy import BLOCKED, BUSY, DOWN, IDLE, OFF, SETUP, STANDBY
+from twins.energy import BLOCKED, BUSY, DOWN, IDLE, OFF, SETUP, STANDBY, STATES
 
 if TYPE_CHECKING:
     from twins.station import StationRT
@@ -78,9 +91,9 @@ class Machine:
         self.state = IDLE
         self.t = 0.0  # start of the current, not yet accounted interval
         self.t_idle = 0.0
-        self.acc = [0.0] * 7  # time per state since the last energy flush
-        self.time = [0.0] * 7  # cumulative time per state
-        self.kwh = [0.0] * 7  # cumulative energy per state
+        self.acc = [0.0] * len(STATES)  # time per state since the last energy flush
+        self.time = [0.0] * len(STATES)  # cumulative time per state
+        self.kwh = [0.0] * len(STATES)  # cumulative energy per state
         self.cost = 0.0
         self.family = None
         self.proc_samplers = proc_samplers  # per product index
@@ -139,7 +152,7 @@ class Machine:
         boundaries, setpoint changes and snapshots)."""
         self.close(self.env._now)
         power, acc = self.station.power, self.acc
-        for s in range(7):
+        for s in range(len(STATES)):
             d = acc[s]
             if d:
                 self.time[s] += d
@@ -166,25 +179,52 @@ class Machine:
                 ev, self.up_again = self.up_again, None
                 ev.succeed()
 
-    def block_off(self, now: float, state: int) -> None:
+    def planned_off_time(self, now: float) -> float:
+        """Cumulative planned-off time up to ``now``, the current off period included."""
+        return self.planned_off + (now - self.off_since if self.off_since is not None else 0.0)
+
+    def _block_off(self, now: float, state: int) -> None:
         """A blocked machine whose station went planned-off: count it as off until released."""
         self.switch(state)
         self.blocked_off = True
         self.off_since = now
         self._not_up(now)
 
-    def unblock_off(self, now: float, state: int) -> None:
+    def _unblock_off(self, now: float, state: int) -> None:
         self.switch(state)
         self.blocked_off = False
         self.planned_off += now - self.off_since
         self.off_since = None
         self._up(now)
 
+    # -- commands from the station ---------------------------------------------------------------
+    def stop(self, now: float, off_state: int) -> None:
+        """The station went planned-off: a machine waiting for a part stops at once (its process is
+        interrupted), a blocked one counts as ``off_state`` until released; a busy one finishes its
+        part first (its process sees the station disabled), a failing one after its repair."""
+        if self.waiting is not None and self.pending is None and not self.failing:
+            self.pending = DISABLE
+            self.proc.interrupt(DISABLE)
+        elif self.state == BLOCKED:
+            self._block_off(now, off_state)
+
+    def restart(self, now: float) -> None:
+        """The station is available again: a machine held blocked while off counts as blocked again
+        (the others wake up on the station's enable event)."""
+        if self.blocked_off:
+            self._unblock_off(now, BLOCKED)
+
+    def park(self, off_state: int) -> None:
+        """The station stays off but its off state changed (off ↔ standby): move a parked machine."""
+        if self.off_since is not None and self.state in (OFF, STANDBY) and self.state != off_state:
+            self.switch(off_state)
+
     # -- the process ---------------------------------------------------------------------------
     def run(self):
         env, st = self.env, self.station
         buf, line = st.buffer, st.line
-        samplers = self.proc_samplers
+        samplers, quality = self.proc_samplers, self.quality
+        part_started, operation_done = st.part_started, st.operation_done  # bound once: the hot path
         while True:
             if not st.enabled:
                 yield from self._off()
@@ -206,8 +246,7 @@ class Machine:
                 if self.standby_after is not None and self.env._now - self.t_idle > self.standby_after \
                         and st.wakeup > 0.0:
                     yield from self._work(st.wakeup, SETUP)
-            st.wait_sum += env._now - part.t_buf
-            st.started += 1
+            part_started(env._now - part.t_buf)
             # setup
             fam = part.family
             if fam != self.family:
@@ -232,29 +271,10 @@ class Machine:
                     remaining = end - env._now
                     yield from self._repair(irq.cause)
                     yield from self._work(remaining, BUSY)
-            st.ops += 1
-            st.ideal += part.product.ideal[st.index] * factor  # planned run time at that recipe
             if self.trace is not None:
                 line.op_trace.append((self.name, st.name, part.product.name, t_start, env._now))
-            # quality
-            if st.p_bad > 0.0:
-                u = next(self.quality)
-                if u < st.p_bad:
-                    if u < st.p_scrap:
-                        st.scrapped += 1
-                        line.scrap(part)
-                        continue
-                    st.reworked += 1
-                    part.reworks += 1
-                    if part.reworks > st.max_cycles:
-                        line.scrap(part)
-                        continue
-                    part.route = (st.rework_station,) + part.product.route[st.rework_return[part.product.index]:]
-                    part.step = -1
-                else:
-                    st.good += 1
-            else:
-                st.good += 1
+            if not operation_done(part, factor, quality):  # counted and inspected: scrapped
+                continue
             # hand over
             part.step += 1
             route = part.route
@@ -266,7 +286,7 @@ class Machine:
                 if st.enabled:
                     self.switch(BLOCKED)
                 else:  # finished after its station went off: a planned stop, not a blockage
-                    self.block_off(env._now, st.off_state)
+                    self._block_off(env._now, st.off_state)
                 ev = nxt.wait_put(part)
                 try:
                     yield ev
@@ -276,13 +296,13 @@ class Machine:
                         if st.enabled:
                             self.switch(BLOCKED)
                         elif not self.blocked_off:
-                            self.block_off(env._now, st.off_state)
+                            self._block_off(env._now, st.off_state)
                         try:
                             yield ev
                         except Interrupt as irq2:
                             yield from self._repair(irq2.cause)
                 if self.blocked_off:
-                    self.unblock_off(env._now, BLOCKED)
+                    self._unblock_off(env._now, BLOCKED)
 
     def _decision(self):
         """Ask the line's controller which waiting part to start (takes no simulated time)."""

@@ -424,7 +424,7 @@ class Line:
                 "time": [sum(m.time[s] for m in ms) for s in range(len(STATES))],
                 "kwh": [sum(m.kwh[s] for m in ms) for s in range(len(STATES))],
                 "cost": sum(m.cost for m in ms),
-                "planned_off": sum(m.planned_off + (now - m.off_since if m.off_since is not None else 0.0) for m in ms),
+                "planned_off": sum(m.planned_off_time(now) for m in ms),
                 "ops": st.ops, "good": st.good, "scrapped": st.scrapped, "reworked": st.reworked,
                 "ideal": st.ideal, "wait_sum": st.wait_sum, "started": st.started,
                 "queue_area": st.buffer.level_area(now), "machines": len(ms),

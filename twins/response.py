@@ -157,7 +157,7 @@ ResponseSpec = str | FittedResponse
 class Response(SpecModel):
     """How the station's parameters drive cycle time, yield and busy power."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)  # merged with SpecModel's
 
     cycle_time_factor: ResponseSpec | None = Field(default=None, description="multiplier on process times (1 = nominal)")
     yield_: ResponseSpec | None = Field(default=None, alias="yield", description="fraction of good parts, 0..1")

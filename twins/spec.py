@@ -10,14 +10,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from twins.calendar import Calendar, ClockTime, PlannedStop
+from twins.calendar import UNITS_PER_HOUR, Calendar, ClockTime, PlannedStop
 from twins.distributions import Distribution, Exponential
 from twins.energy import Energy, Tariff
 from twins.errors import SpecError
 from twins.response import Parameter, Response, check_response_ranges
 from twins.specmodel import SpecModel
+
+#: Upper limits on counts and on what the twin lays out in advance over the horizon: beyond them a
+#: well-formed scenario would exhaust memory or never finish building, so it is refused at load time.
+MAX_MACHINES = 10_000
+MAX_UNITS = 1_000_000  # units per lot or order, replications
+MAX_DAYS = 100_000  # calendars and tariffs are expanded day by day (≈ 274 years)
+MAX_STOPS = 1_000_000  # occurrences of one repeating planned stop within the horizon
 
 
 class Product(SpecModel):
@@ -53,6 +60,16 @@ class Breakdown(SpecModel):
     repair_time: Distribution | None = Field(default=None, description="instead of mttr: any distribution")
     basis: Literal["time", "operation"] = "time"
 
+    @field_validator("mtbf", "mttr")
+    @classmethod
+    def _exponential(cls, v: float | None) -> float | None:
+        if v is not None:
+            try:
+                Exponential(dist="exponential", mean=v)
+            except ValidationError as err:
+                raise ValueError(err.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")) from None
+        return v
+
     @model_validator(mode="after")
     def _one_each(self):
         if (self.mtbf is None) == (self.time_to_failure is None):
@@ -82,7 +99,7 @@ class Station(SpecModel):
     """A work station: parallel identical machines fed by one finite input buffer."""
 
     name: str
-    machines: int = Field(default=1, ge=1, description="parallel identical machines")
+    machines: int = Field(default=1, ge=1, le=MAX_MACHINES, description="parallel identical machines")
     buffer: int | None = Field(default=None, ge=0,
                                description="waiting places in the input buffer (parts on machines not counted); "
                                            "omit for unlimited")
@@ -126,7 +143,7 @@ class ArrivalSource(SpecModel):
     name: str = "arrivals"
     interarrival: Distribution = Field(description="time between arrivals of lots")
     mix: dict[str, float] | None = Field(default=None, description="product → weight; default: equal")
-    lot_size: int = Field(default=1, ge=1, description="units of one product per arrival")
+    lot_size: int = Field(default=1, ge=1, le=MAX_UNITS, description="units of one product per arrival")
     when_full: Literal["lost", "wait"] = Field(
         default="wait", description="first buffer full: the arrival is lost (counted) or waits for room")
     off_shift: Literal["pause", "continue"] = Field(
@@ -137,7 +154,7 @@ class ArrivalSource(SpecModel):
 
 class Order(SpecModel):
     product: str
-    quantity: int = Field(default=1, ge=1)
+    quantity: int = Field(default=1, ge=1, le=MAX_UNITS)
     release: float = Field(default=0.0, ge=0, description="release time")
     due: float | None = Field(default=None, ge=0, description="due date (for tardiness)")
     id: str | None = None
@@ -157,7 +174,7 @@ class SaturatedSource(SpecModel):
     kind: Literal["saturated"]
     name: str = "supply"
     mix: dict[str, float] | None = Field(default=None, description="product → weight; default: equal")
-    lot_size: int = Field(default=1, ge=1, description="consecutive units of one product")
+    lot_size: int = Field(default=1, ge=1, le=MAX_UNITS, description="consecutive units of one product")
 
 
 class ExternalSource(SpecModel):
@@ -197,7 +214,7 @@ class Scenario(SpecModel):
     time_unit: Literal["s", "min", "h"] = Field(default="min", description="unit of every time in the file")
     start_clock: ClockTime = Field(default=0.0, description="clock time at t = 0, 'HH:MM'")
     horizon: Horizon
-    replications: int = Field(default=10, ge=1, description="default number of replications")
+    replications: int = Field(default=10, ge=1, le=MAX_UNITS, description="default number of replications")
     products: list[Product] = Field(min_length=1)
     sources: list[Source] = Field(min_length=1)
     stations: list[Station] = Field(min_length=1)
@@ -290,3 +307,20 @@ def check_references(s: Scenario) -> None:
     saturated = [i for i, src in enumerate(s.sources) if src.kind == "saturated"]
     if len(saturated) > 1:
         raise SpecError(("sources", saturated[1], "kind"), "at most one saturated source per scenario")
+    check_expansions(s)
+
+
+def check_expansions(s: Scenario) -> None:
+    """Calendars, tariffs and repeating planned stops are laid out over the whole horizon when a
+    run starts; refuse horizons that would make that list endless (see :data:`MAX_DAYS`)."""
+    length = s.horizon.length
+    days = length / (24.0 * UNITS_PER_HOUR[s.time_unit])
+    if (s.calendar is not None or s.tariff is not None) and days > MAX_DAYS:
+        raise SpecError(("horizon", "length"), f"{length:g} {s.time_unit} is {days:.3g} days; a calendar or tariff "
+                                               f"is laid out day by day, for at most {MAX_DAYS:,} days")
+    for j, st in enumerate(s.stations):
+        for k, stop in enumerate(st.planned_stops):
+            if stop.every is not None and (length - stop.start) / stop.every > MAX_STOPS:
+                raise SpecError(("stations", j, "planned_stops", k, "every"),
+                                f"repeats {(length - stop.start) / stop.every:.3g} times within the horizon; "
+                                f"at most {MAX_STOPS:,} occurrences")

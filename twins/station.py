@@ -1,12 +1,15 @@
 """A station at run time: its input buffer, machines, current setpoints, planned availability
-and cumulative counters. The machines' SimPy processes live in :mod:`twins.machine`."""
+and cumulative counters. The machines' SimPy processes live in :mod:`twins.machine`, which also
+describes the seam between the two."""
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import simpy
 
 from twins.buffer import Buffer
-from twins.energy import BLOCKED, BUSY, OFF, STANDBY
-from twins.machine import DISABLE, Machine
+from twins.energy import BUSY, OFF, STANDBY, STATES
+from twins.machine import Machine, Part
 from twins.response import evaluate_responses
 
 
@@ -21,7 +24,7 @@ class StationRT:
         self.external = spec.dispatch == "external"
         self.supply = None  # set for the station a saturated source feeds
         energy = spec.energy
-        self.base_power = energy.power_kw.vector() if energy else [0.0] * 7
+        self.base_power = energy.power_kw.vector() if energy else [0.0] * len(STATES)
         self.power = list(self.base_power)
         self.startup = energy.startup if energy else 0.0
         self.standby_after = energy.standby.after if energy and energy.standby else None
@@ -54,6 +57,37 @@ class StationRT:
         self.wait_sum = 0.0  # Σ time from entering the buffer to starting on a machine
         self.started = 0
 
+    # -- reports from the machines (the hot path: machines bind these once) ------------------------
+    def part_started(self, waited: float) -> None:
+        """A machine started on a part that waited ``waited`` since it entered the buffer."""
+        self.wait_sum += waited
+        self.started += 1
+
+    def operation_done(self, part: Part, factor: float, quality: Iterator[float]) -> bool:
+        """Count an operation completed at cycle-time ``factor`` and inspect its part, drawing from
+        the machine's ``quality`` stream (uniforms) only when a part can be bad. Returns False when
+        the part left the line as scrap; a part sent to rework has its route turned to the rework
+        station."""
+        self.ops += 1
+        self.ideal += part.product.ideal[self.index] * factor  # planned run time at that recipe
+        if self.p_bad > 0.0:
+            u = next(quality)
+            if u < self.p_bad:
+                if u < self.p_scrap:
+                    self.scrapped += 1
+                    self.line.scrap(part)
+                    return False
+                self.reworked += 1
+                part.reworks += 1
+                if part.reworks > self.max_cycles:
+                    self.line.scrap(part)
+                    return False
+                part.route = (self.rework_station,) + part.product.route[self.rework_return[part.product.index]:]
+                part.step = -1
+                return True
+        self.good += 1
+        return True
+
     @property
     def off_state(self) -> int:
         return self.calendar_off_state if not self.calendar_on else self.command_off_state
@@ -81,21 +115,15 @@ class StationRT:
         if enabled == self.enabled:
             if not enabled:  # already off: move parked machines between off and standby
                 for m in self.machines:
-                    if m.off_since is not None and m.state in (OFF, STANDBY) and m.state != self.off_state:
-                        m.switch(self.off_state)
+                    m.park(self.off_state)
             return
         self.enabled = enabled
         if not enabled:
             self.enable_ev = simpy.Event(self.line.env)
             for m in self.machines:
-                if m.waiting is not None and m.pending is None and not m.failing:
-                    m.pending = DISABLE
-                    m.proc.interrupt(DISABLE)
-                elif m.state == BLOCKED:
-                    m.block_off(now, self.off_state)
+                m.stop(now, self.off_state)
         else:
             ev, self.enable_ev = self.enable_ev, None
             for m in self.machines:
-                if m.blocked_off:
-                    m.unblock_off(now, BLOCKED)
+                m.restart(now)
             ev.succeed()

@@ -86,7 +86,7 @@ class Results:
         return confidence_interval(self.values(kpi, station), self.level)
 
     def summary(self) -> dict[str, Any]:
-        """The ``twinopt run --json`` document (DESIGN.md's command-line contract)."""
+        """The ``twinopt run --json`` document (the command-line contract, docs/architecture.md)."""
         line_units, station_units = units(self.scenario)
 
         def entry(vals, unit):

@@ -11,7 +11,11 @@ out_dir="runs/dispatch")`` writes into ``out_dir``:
                       (``MaskableEvalCallback`` for ``maskable_ppo``, ``EvalCallback`` otherwise),
                       on the same seeded episodes every time;
 * ``config.json``     the exact call (and command line, when run from the CLI), library versions,
-                      wall time and final evaluation.
+                      wall time, steps actually run and final evaluation.
+
+SB3 learns in whole rounds (PPO: rollouts of ``n_steps`` × ``n_envs`` steps; SAC: ``train_freq``
+× ``n_envs``), so a run may take more steps than requested; :func:`planned_timesteps` says how
+many, and the progress bar counts to that number.
 
 The algorithms differ only in the class constructed and in their defaults; the loop (vector env,
 callbacks, logger, saving) is shared.
@@ -102,7 +106,8 @@ def train(env_id: str, algo: str = "ppo", timesteps: int = 100_000, n_envs: int 
         env_id: a registered gymnasium id, e.g. ``twinopt/Dispatch-v0``.
         algo: ``ppo``, ``sac`` (Box action spaces only) or ``maskable_ppo`` (needs
             ``action_masks()``).
-        timesteps: environment steps in total (summed over the ``n_envs`` copies).
+        timesteps: environment steps in total (summed over the ``n_envs`` copies), rounded up to
+            whole rounds (:func:`planned_timesteps`).
         n_envs: parallel environment copies (subprocesses when > 1).
         seed: seeds the model and the training envs (``seed + i``); evaluation envs use
             ``seed + 10_000``.
@@ -157,7 +162,8 @@ def train(env_id: str, algo: str = "ppo", timesteps: int = 100_000, n_envs: int 
                                     log_path=str(out / "eval"), best_model_save_path=str(out / "best"),
                                     verbose=0)
     callback.eval_seed = seed + 10_000
-    model.learn(total_timesteps=timesteps, callback=callback, progress_bar=progress_bar)
+    callbacks = [callback, _progress_bar(planned_timesteps(model, timesteps))] if progress_bar else [callback]
+    model.learn(total_timesteps=timesteps, callback=callbacks)
     model.twinopt_config = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "algo": algo}
     path = out / "model.zip"
     model.save(path)
@@ -172,11 +178,43 @@ def train(env_id: str, algo: str = "ppo", timesteps: int = 100_000, n_envs: int 
         "policy": policy,
         "versions": _versions(),
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "timesteps_run": int(model.num_timesteps),
         "best_eval_mean_reward": float(callback.best_mean_reward),
         "last_eval_mean_reward": float(callback.last_mean_reward),
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return path
+
+
+def planned_timesteps(model, timesteps: int) -> int:
+    """Environment steps ``model.learn(total_timesteps=timesteps)`` will run, summed over the
+    envs: learning goes in whole rounds — an on-policy rollout of ``n_steps`` × ``n_envs`` steps
+    (PPO: 2048 requested with 2 envs and the default n_steps 2048 run 4096), an off-policy
+    collection of ``train_freq`` × ``n_envs`` steps — so ``timesteps`` is rounded up to a whole
+    number of rounds. Rounds of whole episodes (``train_freq`` in episodes) have no length known
+    in advance: then ``timesteps`` itself."""
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+    from stable_baselines3.common.type_aliases import TrainFrequencyUnit
+
+    if isinstance(model, OnPolicyAlgorithm):
+        per_round = model.n_steps * model.n_envs
+    elif model.train_freq.unit == TrainFrequencyUnit.STEP:
+        per_round = model.train_freq.frequency * model.n_envs
+    else:
+        return timesteps
+    return -(-timesteps // per_round) * per_round  # learn() starts counting from 0
+
+
+def _progress_bar(total: int):
+    """SB3's progress bar, counting to ``total`` (the steps that will run, not those requested)."""
+    from stable_baselines3.common.callbacks import ProgressBarCallback
+    from tqdm.rich import tqdm  # as SB3's own bar
+
+    class Progress(ProgressBarCallback):
+        def _on_training_start(self) -> None:
+            self.pbar = tqdm(total=total)
+
+    return Progress()
 
 
 def _same_episodes(base):

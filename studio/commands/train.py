@@ -20,7 +20,10 @@ from twins.errors import InputError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env_id", metavar="ENV_ID", help="registered environment id, e.g. twinopt/Dispatch-v0")
     parser.add_argument("--algo", default="ppo", help="ppo (default) | sac | maskable_ppo")
-    parser.add_argument("--timesteps", type=int, default=100_000, metavar="N", help="total env steps (default 100000)")
+    parser.add_argument("--timesteps", type=int, default=100_000, metavar="N",
+                        help="total env steps over all envs (default 100000), rounded up to whole rounds: PPO "
+                             "collects n_steps x envs steps per rollout (2048 x 2 = 4096 with --envs 2), so "
+                             "--timesteps 2048 --envs 2 runs 4096; the progress bar counts the steps that will run")
     parser.add_argument("--envs", type=int, default=4, metavar="K", help="parallel env copies (default 4)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     parser.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/<env>-<algo>-s<seed>)")

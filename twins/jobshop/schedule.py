@@ -39,7 +39,7 @@ class Schedule:
         return max((o.end for o in self.operations), default=0.0)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``twinopt schedule --json`` document (see DESIGN.md, command-line contract)."""
+        """The ``twinopt schedule --json`` document (the command-line contract, docs/architecture.md)."""
         doc = {
             "instance": self.instance,
             "solver": self.solver,
