@@ -171,8 +171,8 @@ class EnergyEnv(PicklesByReplay, gym.Env):
         self.k += 1
         line.run(self.k * self.step_length)
         snap = line.snapshot()
-        cost = sum(b["cost"] - a["cost"] for a, b in zip(self.last["stations"], snap["stations"]))
-        kwh = sum(sum(b["kwh"]) - sum(a["kwh"]) for a, b in zip(self.last["stations"], snap["stations"]))
+        cost = sum(b["cost"] - a["cost"] for a, b in zip(self.last["stations"], snap["stations"], strict=True))
+        kwh = sum(sum(b["kwh"]) - sum(a["kwh"]) for a, b in zip(self.last["stations"], snap["stations"], strict=True))
         self.last = snap
         self.history.append((t0, kwh * self.uph / self.step_length, float(self.step_price[self.k - 1]), snap["good"]))
         reward = -cost

@@ -89,7 +89,8 @@ def load_references(folder: Path) -> list[tuple[JobShopInstance, np.ndarray]]:
     refs = []
     for path in sorted(Path(folder).glob("ref_*.npz")):
         z = np.load(path)
-        jobs = tuple(tuple((int(m), int(d)) for m, d in zip(mr, dr)) for mr, dr in zip(z["machines"], z["durations"]))
+        jobs = tuple(tuple((int(m), int(d)) for m, d in zip(mr, dr, strict=True))
+                     for mr, dr in zip(z["machines"], z["durations"], strict=True))
         inst = JobShopInstance(path.stem, jobs, int(z["machines"].shape[1]),
                                Bounds(int(z["bound"]), int(z["makespan"])))
         refs.append((inst, z["starts"]))
@@ -181,7 +182,7 @@ def rollout(refs: list[tuple[JobShopInstance, np.ndarray]], policy=None, beta: f
         labels.append(labels_now)
         lbs.append([engines[i].makespan_lb for i in live])
         owner.append(live)
-        for i, a in zip(live, act):
+        for i, a in zip(live, act, strict=True):
             engines[i].dispatch(int(a))
     makespans = np.array([e.makespan_lb for e in engines])
     scale = np.array([e.scale for e in engines])
@@ -261,10 +262,11 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
     betas = betas or tuple(1.0 if r == 0 else 0.5 ** r if r < 3 else 0.0 for r in range(rounds))
     for r, beta in enumerate(betas):
         new = rollout(train_refs, model.policy, beta=beta, rng=rng, expert=EXPERTS[expert])[:4]
-        data = new if data is None else tuple(np.concatenate([a, b]) for a, b in zip(data, new))
+        data = new if data is None else tuple(np.concatenate([a, b]) for a, b in zip(data, new, strict=True))
         acc = fit(model, data, epochs, lr=lr, rng=rng)
         gaps = greedy_gaps(model, val_refs)
-        history.append({"round": r, "beta": beta, "samples": int(len(data[2])), "train_share_p_expert_over_half": round(acc, 4),
+        history.append({"round": r, "beta": beta, "samples": int(len(data[2])),
+                        "train_share_p_expert_over_half": round(acc, 4),
                         "val_gap_to_reference": round(float(gaps.mean()), 4),
                         "minutes": round((time.perf_counter() - started) / 60, 1)})
         print(history[-1], flush=True)

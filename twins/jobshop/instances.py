@@ -246,7 +246,7 @@ def read_fjs(path: str | Path) -> FlexibleJobShopInstance:
                 raise InputError(f"{path}:{lineno}: job {j} operation {k}: expected a positive count "
                                  f"of alternatives followed by that many 'machine time' pairs")
             alts = []
-            for m, d in zip(pairs[::2], pairs[1::2]):
+            for m, d in zip(pairs[::2], pairs[1::2], strict=True):
                 if not 1 <= m <= n_machines:
                     raise InputError(f"{path}:{lineno}: job {j} operation {k}: machine {m} not in 1..{n_machines}")
                 if d < 0:

@@ -163,7 +163,7 @@ def _check_operations(jobs: tuple[tuple[tuple[tuple[int, int], ...], ...], ...],
         by_machine.setdefault(o.machine, []).append(o)
     for m, ops in by_machine.items():
         ops.sort()
-        for a, b in zip(ops, ops[1:]):
+        for a, b in zip(ops, ops[1:], strict=False):
             if b.start < a.end - tol:
                 problems.append(f"machine {m}: operations {(a.job, a.op)} and {(b.job, b.op)} overlap")
     return problems
