@@ -31,15 +31,13 @@ import numpy as np
 
 from optimizers.recommendation import Provenance, Recommendation
 from twins.errors import InputError, check_replications, check_seed
-from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, Instance
 from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule
 from twins.kpi import line_kpis, station_kpis
 from twins.loader import scenario_from_data
 from twins.model import Line
 from twins.spec import Scenario
 from twins.stats import Comparison, Replication, Results
-
-Instance = JobShopInstance | FlowShopInstance | FlexibleJobShopInstance
 
 
 def station_name(machine: int) -> str:

@@ -19,10 +19,8 @@ import time
 from collections.abc import Callable
 
 from twins.errors import InputError, NoSolutionFound, check_seed
-from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, Instance
 from twins.jobshop.schedule import Schedule, check_schedule
-
-Instance = JobShopInstance | FlowShopInstance | FlexibleJobShopInstance
 
 #: Solver names for help texts; ``rule:`` and ``rl:`` take an argument.
 SOLVERS = ("cpsat", "milp", "neh", "ig", "rule:<name>", "rl:<model path>")
