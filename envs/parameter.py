@@ -146,8 +146,9 @@ class ParameterEnv(PicklesByReplay, gym.Env):
         by_station: dict[str, dict[str, float]] = {}
         for (station, p), v in zip(self.params, values, strict=True):
             by_station.setdefault(station, {})[p.name] = float(v)
+        line = self._twin()
         for station, vals in by_station.items():
-            self.line.set_parameters(station, vals)
+            line.set_parameters(station, vals)
 
     def _observe(self, kpis: dict[str, float], stations: dict[str, dict[str, float]]) -> np.ndarray:
         feats = list(self.scaled(self.current))
