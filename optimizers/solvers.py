@@ -148,7 +148,7 @@ def _dispatch(instance: Instance, kind: str, argument: str) -> Schedule:
 
 def _common_job_order(schedule: Schedule) -> list[int] | None:
     """The job order shared by every machine, or None when machines differ."""
-    orders = {}
+    orders: dict[int, list[int]] = {}
     for o in sorted(schedule.operations):
         orders.setdefault(o.machine, []).append(o.job)
     distinct = {tuple(order) for order in orders.values()}

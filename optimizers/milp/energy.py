@@ -299,7 +299,7 @@ class EnergyPlan:
     release: list[int] | None
     energy_kwh: float
     cost: float
-    result: SolveResult | None = None
+    result: SolveResult
     extra: dict = field(default_factory=dict)
 
     def commands(self) -> list[dict]:
@@ -372,9 +372,9 @@ def problem_from_scenario(scenario, station: str | list[str] | None = None, targ
 
     names = [station] if isinstance(station, str) else list(station or [largest_consumer(scenario)])
     known = [s.name for s in scenario.stations]
-    for n in names:
-        if n not in known:
-            raise InputError(f"unknown station {n!r} (stations: {', '.join(known)})")
+    for name in names:
+        if name not in known:
+            raise InputError(f"unknown station {name!r} (stations: {', '.join(known)})")
     for prod in scenario.products:
         if list(prod.route) != names:
             raise InputError(f"energy plans cover whole routes: product {prod.name!r} visits "
@@ -393,11 +393,11 @@ def problem_from_scenario(scenario, station: str | list[str] | None = None, targ
     horizon = scenario.horizon.length if horizon is None else float(horizon)
     if slot <= 0 or horizon <= 0:
         raise InputError(f"slot and horizon must be positive, got slot {slot} and horizon {horizon}")
-    n = horizon / slot
-    if abs(n - round(n)) > 1e-6 or round(n) < 1:
+    slots = horizon / slot
+    if abs(slots - round(slots)) > 1e-6 or round(slots) < 1:
         raise InputError(f"the horizon ({horizon:g} {scenario.time_unit}) must be a whole number of slots "
                          f"of {slot:g} {scenario.time_unit}")
-    n = int(round(n))
+    n = int(round(slots))
     line = Line(scenario, 0, 0)
     units = []
     for name in names:
