@@ -54,7 +54,7 @@ def agent_setpoints(policy: Path, episodes: int, env_kwargs: dict) -> tuple[dict
     seconds = time.perf_counter() - started
     med = np.median(np.array(finals), axis=0)
     setpoints: dict[str, dict[str, float]] = {}
-    for (station, p), v in zip(env.params, med):
+    for (station, p), v in zip(env.params, med, strict=True):
         setpoints.setdefault(station, {})[p.name] = float(np.clip(v, p.min, p.max))
     return setpoints, seconds / episodes
 
@@ -83,7 +83,9 @@ def main() -> None:
     md, hd = d_vs_a.a.ci("margin")
     diff, hdiff, p = g_vs_a.diff("margin")
 
-    fmt = lambda sp: ", ".join(f"{k}={v:.3g}" for st in sp.values() for k, v in st.items())
+    def fmt(sp):
+        return ", ".join(f"{k}={v:.3g}" for st in sp.values() for k, v in st.items())
+
     print(f"grid: {' × '.join(str(len(a)) for a in grid.axes)} = {grid.evaluations} points × {args.grid_reps} "
           f"replications, {grid.seconds:.0f} s ({grid.seconds_per_evaluation * 1000:.0f} ms per point)")
     print(f"grid best      : {fmt(grid.best_setpoints)}")

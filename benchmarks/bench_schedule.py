@@ -125,7 +125,8 @@ def bench_ig(args: argparse.Namespace) -> None:
         best = instance.bounds.best_known
         neh_gaps.append(gap(start.makespan, best))
         ig_gaps.append(gap(schedule.makespan, best))
-        _line(f"{name}", f"best {best:4d}", f"NEH {start.makespan:4g} ({neh_gaps[-1]:4.2f} %, {1000 * start.seconds:4.1f} ms)",
+        _line(f"{name}", f"best {best:4d}",
+              f"NEH {start.makespan:4g} ({neh_gaps[-1]:4.2f} %, {1000 * start.seconds:4.1f} ms)",
               f"IG {schedule.makespan:4g} ({ig_gaps[-1]:4.2f} %, {schedule.seconds:4.2f} s, cpu {cpu:4.2f} s)")
     print(f"  mean gap NEH {statistics.mean(neh_gaps):.2f} % (published 3.35 %), "
           f"IG {statistics.mean(ig_gaps):.2f} % (target <= 0.5 %)", flush=True)

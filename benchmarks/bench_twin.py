@@ -45,62 +45,68 @@ def run_twin(horizon: float, seed: int) -> int:
     return line.good
 
 
+class HandwrittenMachine:
+    """One machine of the hand-written model: takes a part from its input store (raw material at
+    the first station), processes it, puts it into the next store; breakdowns interrupt it."""
+
+    def __init__(self, env: simpy.Environment, rng: np.random.Generator, stores: list[simpy.Store],
+                 done: list[int], i: int):
+        self.env, self.rng, self.stores, self.done, self.i = env, rng, stores, done, i
+        self.broken = False
+        self.process = env.process(self.work())
+        env.process(self.breakdowns())
+
+    def work(self):
+        env, rng, stores, done = self.env, self.rng, self.stores, self.done
+        while True:
+            while True:  # get a part (raw material at the first station)
+                try:
+                    if self.i == 0:
+                        part = object()
+                    else:
+                        part = yield stores[self.i].get()
+                    break
+                except simpy.Interrupt:
+                    yield env.timeout(rng.exponential(MTTR))
+                    self.broken = False
+            left = rng.exponential(MEAN_PT)
+            while left > 0:
+                start = env.now
+                try:
+                    yield env.timeout(left)
+                    left = 0
+                except simpy.Interrupt:
+                    left -= env.now - start
+                    yield env.timeout(rng.exponential(MTTR))
+                    self.broken = False
+            if self.i == N_STATIONS - 1:
+                done[0] += 1
+                continue
+            put = stores[self.i + 1].put(part)
+            while not put.triggered:
+                try:
+                    yield put
+                except simpy.Interrupt:
+                    yield env.timeout(rng.exponential(MTTR))
+                    self.broken = False
+
+    def breakdowns(self):
+        env, rng = self.env, self.rng
+        while True:
+            yield env.timeout(rng.exponential(MTBF))
+            if not self.broken:
+                self.broken = True
+                self.process.interrupt()
+
+
 def run_handwritten(horizon: float, seed: int) -> int:
     """A straightforward SimPy model of the same line, as one would write it by hand."""
     env = simpy.Environment()
     rng = np.random.default_rng(seed)
     stores = [simpy.Store(env, capacity=BUFFER) for _ in range(N_STATIONS)]
     done = [0]
-
-    class Machine:
-        def __init__(self, i):
-            self.i = i
-            self.broken = False
-            self.process = env.process(self.work())
-            env.process(self.breakdowns())
-
-        def work(self):
-            while True:
-                while True:  # get a part (raw material at the first station)
-                    try:
-                        if self.i == 0:
-                            part = object()
-                        else:
-                            part = yield stores[self.i].get()
-                        break
-                    except simpy.Interrupt:
-                        yield env.timeout(rng.exponential(MTTR))
-                        self.broken = False
-                left = rng.exponential(MEAN_PT)
-                while left > 0:
-                    start = env.now
-                    try:
-                        yield env.timeout(left)
-                        left = 0
-                    except simpy.Interrupt:
-                        left -= env.now - start
-                        yield env.timeout(rng.exponential(MTTR))
-                        self.broken = False
-                if self.i == N_STATIONS - 1:
-                    done[0] += 1
-                    continue
-                put = stores[self.i + 1].put(part)
-                while not put.triggered:
-                    try:
-                        yield put
-                    except simpy.Interrupt:
-                        yield env.timeout(rng.exponential(MTTR))
-                        self.broken = False
-
-        def breakdowns(self):
-            while True:
-                yield env.timeout(rng.exponential(MTBF))
-                if not self.broken:
-                    self.broken = True
-                    self.process.interrupt()
-
     for i in range(N_STATIONS):
-        Machine(i)
+        HandwrittenMachine(env, rng, stores, done, i)
     env.run(until=horizon)
     return done[0]
 

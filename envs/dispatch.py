@@ -17,7 +17,7 @@ from twins.jobshop.dispatching import DispatchEngine
 from twins.jobshop.engine import FEATURES, MODES, JobShopEngine
 from twins.jobshop.gantt import gantt_figure
 from twins.jobshop.generate import random_instance
-from twins.jobshop.instances import JobShopInstance, load_instance
+from twins.jobshop.instances import JobShopInstance, read_orlib, resolve_instance_path
 from twins.jobshop.schedule import Schedule, ScheduledOperation
 
 #: Observation bound: every feature is a time or work ratio at most the number of operations.
@@ -44,6 +44,8 @@ class BaseDispatchEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Bool array (rows,): rows that may be dispatched now (all False once done)."""
+        if self.engine is None:
+            raise RuntimeError("call reset() first")
         return self.engine.mask
 
 
@@ -161,7 +163,7 @@ class DispatchEnv(BaseDispatchEnv):
 
     def schedule(self, solver: str = "dispatch-env") -> Schedule:
         """The operations dispatched so far as a :class:`Schedule` (complete once terminated)."""
-        eng = self.engine
+        eng = self._engine()
         ops = [ScheduledOperation(*row) for row in eng.schedule_rows()]
         status = "heuristic" if eng.done else "partial"
         return Schedule(eng.instance.name, ops, solver=solver, lower_bound=eng.instance.trivial_lower_bound,
@@ -173,6 +175,12 @@ class DispatchEnv(BaseDispatchEnv):
         return gantt_figure(self.schedule(), title=title)
 
     # -- internals ----------------------------------------------------------------------------
+    def _engine(self) -> JobShopEngine:
+        """The current episode's engine; RuntimeError before the first reset."""
+        if self.engine is None:
+            raise RuntimeError("call reset() first")
+        return self.engine
+
     def _make_engine(self) -> JobShopEngine:
         if self._fixed is not None:
             if self.engine is not None and self.engine.instance is self._fixed:
@@ -185,20 +193,20 @@ class DispatchEnv(BaseDispatchEnv):
     def _skip(self, leave_one: bool = False) -> float:
         """Take single-candidate decisions automatically; returns the LB increase they caused.
         ``leave_one`` keeps the last operation for the agent (an episode never ends at reset)."""
-        eng, increase = self.engine, 0.0
+        eng, increase = self._engine(), 0.0
         last = eng.n_ops - 1 if leave_one else eng.n_ops
         while self.skip_forced and eng.n_scheduled < last and np.count_nonzero(eng.mask) == 1:
             increase += eng.dispatch(int(eng.mask.argmax()))
         return increase
 
     def _ansi(self) -> str:
-        sched = self.schedule()
-        lines = [f"{sched.instance}: {len(sched.operations)}/{self.engine.n_ops} operations, "
+        sched, eng = self.schedule(), self._engine()
+        lines = [f"{sched.instance}: {len(sched.operations)}/{eng.n_ops} operations, "
                  f"makespan {sched.makespan:g}"]
         by_m: dict[int, list[ScheduledOperation]] = {}
         for o in sorted(sched.operations):
             by_m.setdefault(o.machine, []).append(o)
-        for m in range(self.engine.n_machines):
+        for m in range(eng.n_machines):
             lines.append(f"M{m:<3}" + " ".join(f"J{o.job}@{o.start:g}" for o in by_m.get(m, [])))
         return "\n".join(lines)
 
@@ -206,7 +214,7 @@ class DispatchEnv(BaseDispatchEnv):
 def _as_instance(instance: str | JobShopInstance) -> JobShopInstance:
     if isinstance(instance, JobShopInstance):
         return instance
-    inst = load_instance(instance, fmt="orlib")
+    inst = read_orlib(resolve_instance_path(instance, "orlib"))
     if inst.n_operations == 0:
         raise InputError(f"instance {inst.name} has no operations")
     return inst

@@ -21,11 +21,16 @@ ones at the horizon.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from twins.errors import InputError
 from twins.model import Line
 from twins.spec import Scenario
+
+if TYPE_CHECKING:
+    from twins.machine import Machine, Part
 
 #: Columns of :meth:`TwinDispatchEngine.observation`, one row per slot; times relative to the
 #: decision time T and divided by S (mean nominal process time); work sums by S × stations.
@@ -51,6 +56,9 @@ _CLIP = 50.0
 
 class TwinDispatchEngine:
     """Dispatching decisions of a twin scenario (see the module docstring)."""
+
+    machine: Machine | None  # the machine that chooses now (None once done)
+    waiting: list[Part]  # the parts it chooses among, oldest first, at most ``slots``
 
     def __init__(self, scenario: Scenario, slots: int = 10, seed: int = 0):
         if not any(st.dispatch == "external" for st in scenario.stations):
@@ -137,7 +145,7 @@ class TwinDispatchEngine:
         self.total_work = np.zeros(k)
         self.entered = np.zeros(k)
         self.due = np.full(k, np.inf)
-        if not self.waiting:
+        if not self.waiting or self.machine is None:  # (no parts wait once done)
             return
         st = self.machine.station
         for i, part in enumerate(self.waiting):
@@ -155,10 +163,11 @@ class TwinDispatchEngine:
     def observation(self) -> np.ndarray:
         k, S, n = self.slots, self.scale, self.n_stations
         obs = np.zeros((k, N_FEATURES), dtype=np.float32)
-        if not self.waiting:
+        machine = self.machine
+        if not self.waiting or machine is None:  # (no parts wait once done)
             return obs
         line, T = self.line, self.line.env.now
-        st = self.machine.station
+        st = machine.station
         queue = len(st.buffer.items) / k
         down = np.mean([m.state == 5 for m in st.machines])
         waiting = np.mean([len(s.buffer.items) > 0 for s in line.stations])
@@ -167,7 +176,7 @@ class TwinDispatchEngine:
             due_in = np.clip((self.due[i] - T) / S, -_CLIP, _CLIP) if np.isfinite(self.due[i]) else 0.0
             slack = (np.clip((self.due[i] - T - self.remaining_work[i]) / S, -_CLIP, _CLIP)
                      if np.isfinite(self.due[i]) else 0.0)
-            obs[i] = (1.0, self.op_duration[i] / S, float(part.family != self.machine.family),
+            obs[i] = (1.0, self.op_duration[i] / S, float(part.family != machine.family),
                       self.remaining_work[i] / (S * n), self.remaining_ops[i] / n,
                       min((T - self.job_ready[i]) / S, _CLIP), min((T - self.entered[i]) / S, _CLIP),
                       due_in, slack,
@@ -188,7 +197,7 @@ class TwinDispatchEngine:
         fig = go.Figure()
         products = [p.name for p in self.scenario.products]
         for k, name in enumerate(products):
-            ops = [o for o in self.line.op_trace if o[2] == name]
+            ops = [o for o in self.line.op_trace or [] if o[2] == name]  # (reset() traces: never None)
             fig.add_trace(go.Bar(x=[o[4] - o[3] for o in ops], base=[o[3] for o in ops], y=[o[0] for o in ops],
                                  orientation="h", name=name, marker_color=qualitative.Dark24[k % 24]))
         fig.update_layout(barmode="overlay", xaxis_title=f"time [{self.scenario.time_unit}]", yaxis_title="machine",

@@ -81,6 +81,7 @@ class EnergyEnv(PicklesByReplay, gym.Env):
     """
 
     metadata = {"render_modes": []}
+    observation_space: gym.spaces.Box
     _live = ("line", "station")
 
     def __init__(self, scenario: str | Path | Scenario = "smt_reflow_energy",
@@ -110,7 +111,9 @@ class EnergyEnv(PicklesByReplay, gym.Env):
                              f"of {self.step_length:g}")
         self.n_steps = int(round(n))
         spec = sc.station(self.station_name)
-        pts = [spec.nominal_process_time(p.name) for p in sc.products if self.station_name in p.route]
+        # not None: a product visiting a station has a process time there (the scenario is validated)
+        pts = [t for p in sc.products
+               if self.station_name in p.route and (t := spec.nominal_process_time(p.name)) is not None]
         self.machines = spec.machines
         self.step_capacity = spec.machines * self.step_length / float(np.mean(pts))
         self.capacity = self.step_capacity * self.n_steps
@@ -155,7 +158,7 @@ class EnergyEnv(PicklesByReplay, gym.Env):
     def step(self, action):
         self._record_step(action)
         cmd, level = int(action[0]), int(action[1])
-        line, st = self.line, self.station
+        line, st = self._twin(), self.station
         t0 = self.k * self.step_length
         if cmd != self.command:
             if cmd == 0:
@@ -171,8 +174,8 @@ class EnergyEnv(PicklesByReplay, gym.Env):
         self.k += 1
         line.run(self.k * self.step_length)
         snap = line.snapshot()
-        cost = sum(b["cost"] - a["cost"] for a, b in zip(self.last["stations"], snap["stations"]))
-        kwh = sum(sum(b["kwh"]) - sum(a["kwh"]) for a, b in zip(self.last["stations"], snap["stations"]))
+        cost = sum(b["cost"] - a["cost"] for a, b in zip(self.last["stations"], snap["stations"], strict=True))
+        kwh = sum(sum(b["kwh"]) - sum(a["kwh"]) for a, b in zip(self.last["stations"], snap["stations"], strict=True))
         self.last = snap
         self.history.append((t0, kwh * self.uph / self.step_length, float(self.step_price[self.k - 1]), snap["good"]))
         reward = -cost
@@ -188,14 +191,15 @@ class EnergyEnv(PicklesByReplay, gym.Env):
         return self._observation(), float(reward), terminated, False, info
 
     def _releases(self, times: list[float]):
-        env, products = self.line.env, self.products
+        line = self._twin()
+        env, products = line.env, self.products
         for i, at in enumerate(times):
             if at > env.now:
                 yield env.timeout(at - env.now)
-            self.line.release(products[(self.released + i) % len(products)], 1)
+            line.release(products[(self.released + i) % len(products)], 1)
 
     def _observation(self) -> np.ndarray:
-        line, k, sc = self.line, self.k, self.scenario
+        line, k, sc = self._twin(), self.k, self.scenario
         now = line.env.now
         hour = (sc.start_clock + now / self.uph) % 24.0
         ahead = int(round(4 * self.uph / self.step_length))
@@ -204,7 +208,7 @@ class EnergyEnv(PicklesByReplay, gym.Env):
         for m in self.station.machines:
             states[_BUCKET[m.current_state(now)]] += 1
         states /= self.machines
-        good = self.line.good
+        good = line.good
         left_steps = self.n_steps - k
         missing = max(0, self.target - good)
         obs = np.array([

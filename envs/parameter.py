@@ -144,10 +144,11 @@ class ParameterEnv(PicklesByReplay, gym.Env):
 
     def _apply(self, values: np.ndarray) -> None:
         by_station: dict[str, dict[str, float]] = {}
-        for (station, p), v in zip(self.params, values):
+        for (station, p), v in zip(self.params, values, strict=True):
             by_station.setdefault(station, {})[p.name] = float(v)
+        line = self._twin()
         for station, vals in by_station.items():
-            self.line.set_parameters(station, vals)
+            line.set_parameters(station, vals)
 
     def _observe(self, kpis: dict[str, float], stations: dict[str, dict[str, float]]) -> np.ndarray:
         feats = list(self.scaled(self.current))
@@ -191,7 +192,7 @@ class ParameterEnv(PicklesByReplay, gym.Env):
         applied = np.clip(requested, self.current - self.max_step, self.current + self.max_step)
         applied = np.clip(applied, self.low, self.high)
         clipped = {f"{s}.{p.name}": {"requested": float(r), "applied": float(v)}
-                   for (s, p), r, v in zip(self.params, requested, applied) if abs(r - v) > 1e-9}
+                   for (s, p), r, v in zip(self.params, requested, applied, strict=True) if abs(r - v) > 1e-9}
         self.current = applied
         self._apply(applied)
         s_prev = self.s_last
@@ -209,7 +210,7 @@ class ParameterEnv(PicklesByReplay, gym.Env):
         return self._observe(kpis, stations), float(reward), False, truncated, info
 
     def _named(self, values) -> dict[str, float]:
-        return {f"{s}.{p.name}": float(v) for (s, p), v in zip(self.params, values)}
+        return {f"{s}.{p.name}": float(v) for (s, p), v in zip(self.params, values, strict=True)}
 
     def figure(self):
         """Plotly figure: setpoints (top) and objective/throughput/scrap (bottom) over the episode."""

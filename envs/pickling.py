@@ -7,13 +7,17 @@ some vector-env backends need.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import gymnasium as gym
 import numpy as np
 
+if TYPE_CHECKING:
+    from twins.model import Line
 
-class PicklesByReplay:
-    """Mixin for a ``gymnasium.Env`` whose live twin sits in the attributes named in ``_live``.
+
+class PicklesByReplay(gym.Env):
+    """Base for a ``gymnasium.Env`` whose live twin sits in the attributes named in ``_live``.
 
     The env calls :meth:`_record_reset` in ``reset`` right after ``super().reset(seed=seed)``
     (before drawing from ``np_random``) and :meth:`_record_step` at the start of ``step``.
@@ -22,6 +26,14 @@ class PicklesByReplay:
     #: attributes holding the live simulation; dropped when pickling, rebuilt by the replay
     _live: tuple[str, ...] = ("line",)
     _replay: tuple[np.random.Generator, dict[str, Any] | None, list[Any]] | None = None
+    #: the running twin (None before the first ``reset``)
+    line: Line | None
+
+    def _twin(self) -> Line:
+        """The running twin; RuntimeError before the first ``reset``."""
+        if self.line is None:
+            raise RuntimeError("call reset() first")
+        return self.line
 
     def _record_reset(self, options: dict[str, Any] | None) -> None:
         self._replay = (copy.deepcopy(self.np_random), options, [])

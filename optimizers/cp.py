@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 
 from ortools.sat.python import cp_model
 
@@ -136,7 +137,9 @@ def _operations(model: cp_model.CpModel, jobs, horizon: int):
     Returns ``starts[j, k]``, ``ends[j, k]``, ``chosen[j, k]`` = list of (machine, duration,
     presence literal or None when the operation has a single machine) and intervals by machine.
     """
-    starts, ends, chosen = {}, {}, {}
+    starts: dict[tuple[int, int], cp_model.IntVar] = {}
+    ends: dict[tuple[int, int], cp_model.IntVar] = {}
+    chosen: dict[tuple[int, int], Sequence[tuple[int, int, cp_model.IntVar | None]]] = {}
     by_machine: dict[int, list] = defaultdict(list)
     for j, job in enumerate(jobs):
         shortest = [min(d for _, d in alts) for alts in job]

@@ -94,7 +94,7 @@ def _controller(line: Line, payload: dict[str, Any]):
 
 def _releases(line: Line, times: list[float], products: list[str]):
     env = line.env
-    for at, product in zip(times, products):
+    for at, product in zip(times, products, strict=True):
         if at > env.now:
             yield env.timeout(at - env.now)
         line.release(product, 1)

@@ -96,7 +96,7 @@ def grid_search(scenario: Scenario, points_per_parameter: int | Mapping[str, int
                           disable=None if progress else True,
                           desc=f"{scenario.name}: grid {' × '.join(map(str, shape))}", unit="point"):
             sp: Setpoints = {}
-            for d, a, i in zip(space, axes, index):
+            for d, a, i in zip(space, axes, index, strict=True):
                 sp.setdefault(d.station, {})[d.name] = float(a[i])
             x = evaluate(sp)
             values[index] = float(x.mean()) if not np.isnan(x).any() else np.nan
@@ -106,7 +106,7 @@ def grid_search(scenario: Scenario, points_per_parameter: int | Mapping[str, int
     flat = np.nanargmax(values) if direction == "maximize" else np.nanargmin(values)
     best = np.unravel_index(flat, shape)
     best_sp: Setpoints = {}
-    for d, a, i in zip(space, axes, best):
+    for d, a, i in zip(space, axes, best, strict=True):
         best_sp.setdefault(d.station, {})[d.name] = float(a[i])
     return GridResult(space, axes, values, objective, direction, replications, seed, seconds, best_sp,
                       float(values[best]))

@@ -31,15 +31,13 @@ import numpy as np
 
 from optimizers.recommendation import Provenance, Recommendation
 from twins.errors import InputError, check_replications, check_seed
-from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, Instance
 from twins.jobshop.schedule import Schedule, ScheduledOperation, check_schedule
 from twins.kpi import line_kpis, station_kpis
 from twins.loader import scenario_from_data
 from twins.model import Line
 from twins.spec import Scenario
 from twins.stats import Comparison, Replication, Results
-
-Instance = JobShopInstance | FlowShopInstance | FlexibleJobShopInstance
 
 
 def station_name(machine: int) -> str:
@@ -193,7 +191,8 @@ def _replication(scenario: Scenario, n_jobs: int, seed: int, replication: int,
     s1 = line.snapshot()
     kpis = line_kpis(line, s0, s1)
     kpis["makespan"] = makespan
-    realized = realized_schedule(instance, scenario, line.op_trace) if instance is not None else None
+    # with an instance the line was built with trace=True: op_trace is a list
+    realized = realized_schedule(instance, scenario, line.op_trace or []) if instance is not None else None
     return Replication(replication, kpis, station_kpis(line, s0, s1)), realized
 
 
@@ -223,6 +222,7 @@ def replay_schedule(instance: Instance, schedule: Schedule, *, replications: int
         rep, ops = _replication(scenario, n_jobs, seed, r, instance if r == 0 else None)
         reps.append(rep)
         realized = realized or ops
+    assert realized is not None  # replication 0 (replications ≥ 1) records the operations
     realized.solver = f"replay:{schedule.solver}"
     return ReplayResult(scenario, Results(scenario, seed, reps), realized)
 
@@ -241,8 +241,8 @@ def recommend_schedule(instance: Instance, solver: str = "cpsat", *, time_limit:
     started = time.perf_counter()
     schedule = solve_instance(instance, solver, time_limit=time_limit, seed=seed, workers=workers)
     reference = solve_instance(instance, baseline, seed=seed)
-    options = dict(replications=replications, seed=seed, cv=cv, breakdowns=breakdowns, power_kw=power_kw,
-                   extra=extra, time_unit=time_unit)
+    options: dict[str, Any] = dict(replications=replications, seed=seed, cv=cv, breakdowns=breakdowns,
+                                   power_kw=power_kw, extra=extra, time_unit=time_unit)
     rec_run = replay_schedule(instance, schedule, **options)
     base_run = replay_schedule(instance, reference, **options)
     shop = schedule_scenario(instance, schedule, cv=cv, breakdowns=breakdowns, power_kw=power_kw, extra=extra,

@@ -174,14 +174,15 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
         raise InputError(f"direction must be maximize or minimize, got {direction!r}")
     if top_k < 1:
         raise InputError(f"top_k must be ≥ 1, got {top_k}")
-    for value in (seed, sim_seed):
-        check_seed(value, MAX_SEED)
+    for s in (seed, sim_seed):
+        check_seed(s, MAX_SEED)
     check_replications(final_replications, 2, "final replications")
     space = search_space(scenario, params)
     sign = 1.0 if direction == "maximize" else -1.0
     started = time.perf_counter()
     study = optuna.create_study(direction=direction, sampler=make_sampler(sampler, seed))
-    dists = {d.key: optuna.distributions.FloatDistribution(d.low, d.high) for d in space}
+    dists: dict[str, optuna.distributions.BaseDistribution] = {
+        d.key: optuna.distributions.FloatDistribution(d.low, d.high) for d in space}
     trials: list[TrialRecord] = []
     if warm_start:
         study.enqueue_trial({d.key: d.current for d in space})

@@ -19,10 +19,8 @@ import time
 from collections.abc import Callable
 
 from twins.errors import InputError, NoSolutionFound, check_seed
-from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, Instance
 from twins.jobshop.schedule import Schedule, check_schedule
-
-Instance = JobShopInstance | FlowShopInstance | FlexibleJobShopInstance
 
 #: Solver names for help texts; ``rule:`` and ``rl:`` take an argument.
 SOLVERS = ("cpsat", "milp", "neh", "ig", "rule:<name>", "rl:<model path>")
@@ -150,7 +148,7 @@ def _dispatch(instance: Instance, kind: str, argument: str) -> Schedule:
 
 def _common_job_order(schedule: Schedule) -> list[int] | None:
     """The job order shared by every machine, or None when machines differ."""
-    orders = {}
+    orders: dict[int, list[int]] = {}
     for o in sorted(schedule.operations):
         orders.setdefault(o.machine, []).append(o.job)
     distinct = {tuple(order) for order in orders.values()}

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         doc = (module.__doc__ or "").strip().splitlines()
-        p = sub.add_parser(name, help=doc[0].replace("%", "%%") if doc else None, description=(module.__doc__ or "").strip(),
+        p = sub.add_parser(name, help=doc[0].replace("%", "%%") if doc else None,
+                           description=(module.__doc__ or "").strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_main=module.main)

@@ -146,17 +146,21 @@ def write_report(results: Results, path: str | Path, source: str = "") -> Path:
         fig.update_layout(template="plotly_white", margin=dict(l=60, r=30, t=60, b=40))
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
     when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    run = (f"{summary['replications']} replications, seed {summary['seed']}, "
+           f"horizon {sc.horizon.length:g} {sc.time_unit}")
+    busy_note = ("Fractions of planned busy time (ISO 22400: machine time minus planned off time); "
+                 "off = share of all time.")
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>twinopt — {html.escape(sc.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}}
 table{{border-collapse:collapse;margin:8px 0 24px;font-size:13px}}td,th{{border-bottom:1px solid #ddd;padding:4px 8px}}
 th{{text-align:left;background:#f5f5f5}}td.num{{text-align:right;font-variant-numeric:tabular-nums}}
 .meta{{color:#666}}</style></head><body>
 <h1>{html.escape(sc.name)}</h1><p>{html.escape(sc.description)}</p>
-<p class=meta>{summary['replications']} replications, seed {summary['seed']}, horizon {sc.horizon.length:g} {sc.time_unit}
+<p class=meta>{run}
 (warm-up {sc.horizon.warmup:g} deleted), 95 % Student-t confidence intervals. Source: {html.escape(str(source))}.
 Generated {when} by twinopt.</p>
 <h2>Line KPIs</h2>{_kpi_table(summary)}<h2>Stations</h2>
-<p class=meta>Fractions of planned busy time (ISO 22400: machine time minus planned off time); off = share of all time.</p>
+<p class=meta>{busy_note}</p>
 {_station_table(summary)}
 {''.join(f'<div>{p}</div>' for p in parts)}
 </body></html>"""

@@ -59,7 +59,7 @@ def agree(a, b):
 
 def test_tandem_line_with_blocking_agrees_with_ciw():
     tp_twin, lt_twin = twin_results()
-    tp_ciw, lt_ciw = zip(*(ciw_run(100 + r) for r in range(REPS)))
+    tp_ciw, lt_ciw = zip(*(ciw_run(100 + r) for r in range(REPS)), strict=True)
     ok_tp, msg_tp = agree(tp_twin, tp_ciw)
     ok_lt, msg_lt = agree(lt_twin, lt_ciw)
     assert ok_tp, f"throughput twin vs Ciw: {msg_tp}"

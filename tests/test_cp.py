@@ -47,7 +47,7 @@ def _brute_force_fjsp(instance: FlexibleJobShopInstance) -> int:
     ops = [(j, k) for j, job in enumerate(instance.jobs) for k in range(len(job))]
     best = None
     for assignment in itertools.product(*(instance.jobs[j][k] for j, k in ops)):
-        chosen = dict(zip(ops, assignment))
+        chosen = dict(zip(ops, assignment, strict=True))
         tokens = [j for j, job in enumerate(instance.jobs) for _ in job]
         for sequence in set(itertools.permutations(tokens)):
             job_ready = [0] * instance.n_jobs

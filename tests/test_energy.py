@@ -76,7 +76,8 @@ def test_energy_by_state_sums_to_total_and_cost_matches_tariff():
     assert kwh == pytest.approx(by_state, rel=1e-9)
     assert cost == pytest.approx(k["energy_cost"], rel=1e-9)
     # every state actually occurred, so the check covers them all
-    assert all(v > 0 for s, v in zip(STATES, by_state) if s != "blocked"), dict(zip(STATES, by_state))
+    occurred = dict(zip(STATES, by_state, strict=True))
+    assert all(v > 0 for s, v in occurred.items() if s != "blocked"), occurred
     # and the tariff mattered: the cost is not just energy × one price
     assert not k["energy_cost"] == pytest.approx(k["energy_kwh"] * DEFAULT_PRICE, rel=1e-3)
 

@@ -34,10 +34,10 @@ def brute_force(p: EnergyProblem) -> float:
     T, D = p.n_slots, p.slot
     b = busy_kernel(u.process_time, D)
     usable = [1.0 if (t + 1) * D + u.process_time <= p.horizon + 1e-9 else 0.0 for t in range(T)]
-    P = dict(zip(("off", "idle", "setup", "busy", "blocked", "down", "standby"), u.power_kw))
+    P = dict(zip(("off", "idle", "setup", "busy", "blocked", "down", "standby"), u.power_kw, strict=True))
     best = math.inf
     for seq in itertools.product(STATES, repeat=T):
-        if p.window is not None and any(not w and s != p.off_state for w, s in zip(p.window, seq)):
+        if p.window is not None and any(not w and s != p.off_state for w, s in zip(p.window, seq, strict=True)):
             continue
         if (p.end_state == "standby" and seq[-1] == "off") or (p.end_state == "on" and seq[-1] != "on"):
             continue
@@ -94,7 +94,8 @@ def test_busy_and_done_kernels_match_a_monte_carlo_of_uniform_starts():
         s = rng.uniform(0, slot, 200_000)
         for k in range(len(b)):
             lo, hi = k * slot, (k + 1) * slot
-            assert np.mean(np.clip(np.minimum(s + pt, hi) - np.maximum(s, lo), 0, None)) == pytest.approx(b[k], abs=0.01 * pt)
+            busy = np.clip(np.minimum(s + pt, hi) - np.maximum(s, lo), 0, None)
+            assert np.mean(busy) == pytest.approx(b[k], abs=0.01 * pt)
             assert np.mean((s + pt >= lo) & (s + pt < hi)) == pytest.approx(f[k], abs=0.005)
 
 

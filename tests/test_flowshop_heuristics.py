@@ -44,10 +44,10 @@ def test_accelerated_insertion_matches_recomputed_makespans(p, random):
 def test_neh_lands_near_its_published_mean_gap_on_taillard_20x5():
     # Published NEH mean gap on Taillard 20x5 (Ruiz & Maroto 2005): 3.35 %
     schedules = [neh.neh(instance) for instance in TAILLARD_20x5]
-    for instance, schedule in zip(TAILLARD_20x5, schedules):
+    for instance, schedule in zip(TAILLARD_20x5, schedules, strict=True):
         assert check_schedule(instance, schedule) == []
         assert schedule.lower_bound == instance.trivial_lower_bound <= schedule.makespan
-    mean_gap = statistics.mean(_gap(i, s.makespan) for i, s in zip(TAILLARD_20x5, schedules))
+    mean_gap = statistics.mean(_gap(i, s.makespan) for i, s in zip(TAILLARD_20x5, schedules, strict=True))
     assert 2.5 <= mean_gap <= 4.0, mean_gap
     assert max(s.seconds for s in schedules) < 0.5
 

@@ -29,7 +29,7 @@ def semi_active(instance, sequences: dict[int, list[int]]) -> dict[tuple[int, in
                 if t > start[(j, k)]:
                     start[(j, k)], changed = t, True
         for m, order in sequences.items():
-            for a, b in zip(order, order[1:]):
+            for a, b in zip(order, order[1:], strict=False):
                 ka, kb = where[(a, m)], where[(b, m)]
                 t = start[(a, ka)] + jobs[a][ka][1]
                 if t > start[(b, kb)]:

@@ -184,7 +184,7 @@ def test_a_grid_point_scores_exactly_like_a_search_trial_at_the_same_setpoints(k
     # one objective, one set of seeds (CRN): grid and search values are directly comparable
     grid = grid_search(known, 3, replications=2, seed=4, params=["cell.speed"])
     with Evaluator(known, "margin", replications=2, seed=4) as evaluate:
-        for speed, value in zip(grid.axes[0], grid.values):
+        for speed, value in zip(grid.axes[0], grid.values, strict=True):
             assert evaluate({"cell": {"speed": float(speed)}}).mean() == value
     assert list(grid.axes[0]) == [0.5, 1.75, 3.0]
 

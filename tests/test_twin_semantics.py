@@ -196,7 +196,9 @@ def test_common_random_numbers_keep_shared_streams_identical():
     la, lb = Line(a, seed=5, trace=True), Line(b, seed=5, trace=True)
     la.run()
     lb.run()
-    m1 = lambda line: [(round(t0, 9), round(t1, 9)) for m, s, t0, t1 in line.trace if m == "m1" and s == 3]
+    def m1(line):
+        return [(round(t0, 9), round(t1, 9)) for m, s, t0, t1 in line.trace if m == "m1" and s == 3]
+
     # same arrivals and same m1 draws; only the changed downstream machine differs (no blocking here)
     assert la.arrivals == lb.arrivals
     assert m1(la) == m1(lb)

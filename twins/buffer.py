@@ -12,8 +12,12 @@ its level over time (for the mean queue length) and stamps each part's entry tim
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 import simpy
+
+if TYPE_CHECKING:
+    from twins.machine import Part
 
 
 class Buffer:
@@ -21,14 +25,14 @@ class Buffer:
 
     def __init__(self, env: simpy.Environment, capacity: int | None, name: str = ""):
         self.env = env
-        self.capacity = float("inf") if capacity is None else capacity
-        self.items: deque = deque()
+        self.capacity: float = float("inf") if capacity is None else capacity
+        self.items: deque[Part] = deque()
         self.getters: deque[simpy.Event] = deque()
-        self.putters: deque[tuple[simpy.Event, object]] = deque()
+        self.putters: deque[tuple[simpy.Event, Part]] = deque()
         self.area = 0.0  # ∫ level dt since t = 0
         self.t_last = 0.0
         self.name = name
-        self.sequence: deque | None = None  # fixed processing order (product indices), see take_in_order
+        self.sequence: deque[int] | None = None  # fixed processing order (product indices), see take_in_order
 
     def __len__(self) -> int:
         return len(self.items)
@@ -41,7 +45,7 @@ class Buffer:
         self.area += len(self.items) * (now - self.t_last)
         self.t_last = now
 
-    def try_put(self, part) -> bool:
+    def try_put(self, part: Part) -> bool:
         """Place ``part`` if a machine waits for it or a place is free; False if full."""
         now = self.env._now
         part.t_buf = now
@@ -56,25 +60,26 @@ class Buffer:
             return True
         return False
 
-    def wait_put(self, part) -> simpy.Event:
+    def wait_put(self, part: Part) -> simpy.Event:
         """Event that fires once ``part`` got a place (the caller stays blocked until then)."""
         ev = simpy.Event(self.env)
         self.putters.append((ev, part))
         return ev
 
-    def try_get(self, family=None):
+    def try_get(self, family: str | None = None) -> Part | None:
         """The next part (first in; with ``family``, the first of that family if any), or None."""
         items = self.items
         if self.sequence is not None:
             return self._take_in_order()
         if not items:
             if self.putters:  # zero waiting places: take the part straight off the blocked machine
-                ev, part = self.putters.popleft()
+                ev, waiting = self.putters.popleft()
                 ev.succeed()
-                return part
+                return waiting
             return None
         now = self.env._now
         self._level_changes(now)
+        part: Part | None
         if family is None or items[0].family == family:
             part = items.popleft()
         else:
@@ -90,10 +95,14 @@ class Buffer:
             ev.succeed()
         return part
 
-    def _is_next(self, part) -> bool:
-        return bool(self.sequence) and part.product.index == self.sequence[0]
+    def _is_next(self, part: Part) -> bool:
+        seq = self.sequence
+        if not seq:
+            return False
+        index: int = part.product.index
+        return index == seq[0]
 
-    def _take_in_order(self):
+    def _take_in_order(self) -> Part | None:
         """Fixed sequence: the next product of the sequence if it is waiting, else None."""
         if not self.sequence:
             return None
@@ -106,7 +115,7 @@ class Buffer:
         self.sequence.popleft()
         return part
 
-    def take(self, part) -> None:
+    def take(self, part: Part) -> None:
         """Remove a chosen waiting ``part`` (a controller's dispatching decision)."""
         now = self.env._now
         self._level_changes(now)

@@ -170,7 +170,7 @@ def busy_kernel(process_time: float, slot: float) -> list[float]:
         lo, hi = k * slot, (k + 1) * slot
         pts = sorted({0.0, slot, *[min(max(x, 0.0), slot) for x in (lo - process_time, hi - process_time, lo, hi)]})
         g = [max(0.0, min(s + process_time, hi) - max(s, lo)) for s in pts]
-        out.append(sum((b - a) * (ga + gb) / 2 for a, b, ga, gb in zip(pts, pts[1:], g, g[1:])) / slot)
+        out.append(sum((b - a) * (ga + gb) / 2 for a, b, ga, gb in zip(pts, pts[1:], g, g[1:], strict=False)) / slot)
         k += 1
     while out and out[-1] <= 1e-12:
         out.pop()
@@ -234,9 +234,11 @@ def build_model(problem: EnergyProblem) -> pyo.ConcreteModel:
                                  m.off[u, t] <= prev(m.off, "off", u, t) + prev(m.on, "on", u, t))
     a_cold = {u: warmup_kernel(p.units[u].startup, D) for u in U}
     a_warm = {u: warmup_kernel(p.units[u].wakeup, D) for u in U}
-    m.warmup_cold = pyo.Constraint([(u, t, k) for u in U for t in range(T) for k in range(1, len(a_cold[u])) if t + k < T],
+    m.warmup_cold = pyo.Constraint([(u, t, k) for u in U for t in range(T)
+                                    for k in range(1, len(a_cold[u])) if t + k < T],
                                    rule=lambda m, u, t, k: m.on[u, t + k] >= m.cold_start[u, t])
-    m.warmup_warm = pyo.Constraint([(u, t, k) for u in U for t in range(T) for k in range(1, len(a_warm[u])) if t + k < T],
+    m.warmup_warm = pyo.Constraint([(u, t, k) for u in U for t in range(T)
+                                    for k in range(1, len(a_warm[u])) if t + k < T],
                                    rule=lambda m, u, t, k: m.on[u, t + k] >= m.warm_start[u, t])
     m.warm = pyo.Expression(m.UNITS, m.SLOTS, doc="warm-up time in the slot (per machine)", rule=lambda m, u, t:
                             sum(a * m.cold_start[u, t - k] for k, a in enumerate(a_cold[u]) if t - k >= 0)
@@ -297,7 +299,7 @@ class EnergyPlan:
     release: list[int] | None
     energy_kwh: float
     cost: float
-    result: SolveResult | None = None
+    result: SolveResult
     extra: dict = field(default_factory=dict)
 
     def commands(self) -> list[dict]:
@@ -370,14 +372,14 @@ def problem_from_scenario(scenario, station: str | list[str] | None = None, targ
 
     names = [station] if isinstance(station, str) else list(station or [largest_consumer(scenario)])
     known = [s.name for s in scenario.stations]
-    for n in names:
-        if n not in known:
-            raise InputError(f"unknown station {n!r} (stations: {', '.join(known)})")
+    for name in names:
+        if name not in known:
+            raise InputError(f"unknown station {name!r} (stations: {', '.join(known)})")
     for prod in scenario.products:
         if list(prod.route) != names:
             raise InputError(f"energy plans cover whole routes: product {prod.name!r} visits "
-                             f"{' → '.join(prod.route)}, not {' → '.join(names)} (plan a station fed by a 'kind: external' "
-                             f"source, e.g. scenarios/smt_reflow_energy.yaml)")
+                             f"{' → '.join(prod.route)}, not {' → '.join(names)} (plan a station fed by a "
+                             f"'kind: external' source, e.g. scenarios/smt_reflow_energy.yaml)")
     kinds = {s.kind for s in scenario.sources}
     if not kinds <= {"external", "saturated"} or len(kinds) != 1:
         raise InputError(f"energy plans need work released on command (kind: external) or always available "
@@ -391,11 +393,11 @@ def problem_from_scenario(scenario, station: str | list[str] | None = None, targ
     horizon = scenario.horizon.length if horizon is None else float(horizon)
     if slot <= 0 or horizon <= 0:
         raise InputError(f"slot and horizon must be positive, got slot {slot} and horizon {horizon}")
-    n = horizon / slot
-    if abs(n - round(n)) > 1e-6 or round(n) < 1:
+    slots = horizon / slot
+    if abs(slots - round(slots)) > 1e-6 or round(slots) < 1:
         raise InputError(f"the horizon ({horizon:g} {scenario.time_unit}) must be a whole number of slots "
                          f"of {slot:g} {scenario.time_unit}")
-    n = int(round(n))
+    n = int(round(slots))
     line = Line(scenario, 0, 0)
     units = []
     for name in names:
@@ -436,7 +438,8 @@ def check_target(problem: EnergyProblem) -> None:
     """InputError unless the target is below the quick upper bound :meth:`EnergyProblem.max_output`."""
     most = problem.max_output()
     if problem.target > most + 1e-9:
-        raise InputError(f"target of {problem.target:g} units is out of reach: {'+'.join(u.name for u in problem.units)} "
+        raise InputError(f"target of {problem.target:g} units is out of reach: "
+                         f"{'+'.join(u.name for u in problem.units)} "
                          f"can make at most {most:.0f} in {problem.horizon:g} {problem.time_unit}")
 
 

@@ -71,7 +71,8 @@ def build_model(instance: JobShopInstance, horizon: int | None = None) -> pyo.Co
         [(j, k) for j, k in ops if k > 0],
         rule=lambda m, j, k: m.start[j, k] >= m.start[j, k - 1] + m.p[j, k - 1])
     m.makespan_def = pyo.Constraint(
-        m.JOBS, rule=lambda m, j: m.makespan >= m.start[j, len(instance.jobs[j]) - 1] + m.p[j, len(instance.jobs[j]) - 1])
+        m.JOBS,
+        rule=lambda m, j: m.makespan >= m.start[j, len(instance.jobs[j]) - 1] + m.p[j, len(instance.jobs[j]) - 1])
     m.a_before_b = pyo.Constraint(m.PAIRS, rule=lambda m, ja, ka, jb, kb: m.start[jb, kb] >= m.start[ja, ka]
                                   + m.p[ja, ka] - m.big_m[ja, ka, jb, kb, 0] * (1 - m.a_first[ja, ka, jb, kb]))
     m.b_before_a = pyo.Constraint(m.PAIRS, rule=lambda m, ja, ka, jb, kb: m.start[ja, ka] >= m.start[jb, kb]

@@ -169,7 +169,7 @@ def _solve_legacy(model, name, time_limit, mip_gap, seed, tee, minimise):
         raise InputError(f"do not know how to pass a time limit or gap to MIP solver {name!r}; "
                          f"known: {', '.join(sorted(LEGACY_OPTIONS))}")
     if names:
-        for key, value in zip(names, (time_limit, mip_gap, seed)):
+        for key, value in zip(names, (time_limit, mip_gap, seed), strict=True):
             if key is not None and value is not None:
                 opt.options[key] = value
     with LoggingIntercept(io.StringIO()):  # "solver did not find optimal" warnings: we report status

@@ -70,14 +70,18 @@ def _dispatch_rule(name: str) -> Baseline:
         # On a static instance a rule builds its schedule in its own (non-delay) candidate mode;
         # the return is what the env would have paid for that makespan. In the twin the rule
         # decides step by step on the env's engine.
+        from envs.dispatch import DispatchEnv
         from envs.dynamic_dispatch import DynamicDispatchEnv
         from optimizers.heuristics.rules import choose, get_rule, schedule_with_rule
 
-        if isinstance(env.unwrapped, DynamicDispatchEnv):
+        base = env.unwrapped
+        if isinstance(base, DynamicDispatchEnv):
             rule, rng = get_rule(name), np.random.default_rng(seed)
-            return run_episode(env, seed, lambda obs, info: choose(rule, env.unwrapped.engine, rng))
+            return run_episode(env, seed, lambda obs, info: choose(rule, base.engine, rng))
+        assert isinstance(base, DispatchEnv)  # twinopt/Dispatch-v0 without a scenario
         env.reset(seed=seed)
-        engine = env.unwrapped.engine
+        engine = base.engine
+        assert engine is not None  # reset() built it
         makespan = schedule_with_rule(engine.instance, name).makespan
         return {"return": -(makespan - engine.lb0) / engine.scale, "makespan": float(makespan),
                 "makespan_lb": float(makespan)}
@@ -100,7 +104,10 @@ _register_dispatch_rules()
 @register_baseline("twinopt/Parameter-v0", "default-setpoints")
 def default_setpoints(env: gym.Env, seed: int) -> dict[str, float]:
     """Keep the scenario's own setpoints for the whole episode (the as-is recipe)."""
+    from envs.parameter import ParameterEnv
+
     base = env.unwrapped
+    assert isinstance(base, ParameterEnv)
     return run_episode(env, seed, lambda obs, info: base.to_action(base.start))
 
 
@@ -108,5 +115,9 @@ def default_setpoints(env: gym.Env, seed: int) -> dict[str, float]:
 def always_on(env: gym.Env, seed: int) -> dict[str, float]:
     """EnergyEnv as-is: the station always on (under its own standby policy), work released at
     full capacity per step until the target is out."""
-    top = env.unwrapped.release_levels - 1
+    from envs.energy import EnergyEnv
+
+    base = env.unwrapped
+    assert isinstance(base, EnergyEnv)
+    top = base.release_levels - 1
     return run_episode(env, seed, lambda obs, info: np.array([0, top]))

@@ -110,7 +110,8 @@ def evaluate(model_path: str | Path, env_id: str | None = None, episodes: int = 
     for name, rows in results.items():
         ev.summary[name] = {k: mean_ci([r[k] for r in rows]) for k in metrics}
         if name != POLICY:
-            ev.paired[name] = {k: mean_ci([p[k] - r[k] for p, r in zip(results[POLICY], rows)]) for k in metrics}
+            ev.paired[name] = {k: mean_ci([p[k] - r[k] for p, r in zip(results[POLICY], rows, strict=True)])
+                               for k in metrics}
     return ev
 
 

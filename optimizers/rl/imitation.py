@@ -49,7 +49,7 @@ def solve_reference(instance: JobShopInstance, deterministic_seconds: float = 10
     from optimizers import cp
 
     schedule = cp.solve(instance, time_limit=None, workers=workers, deterministic_time=deterministic_seconds)
-    if not schedule.operations:
+    if not schedule.operations or schedule.lower_bound is None:  # (the bound comes with any schedule)
         raise NoSolutionFound(f"CP-SAT found no schedule for {instance.name}", schedule.status)
     K = max(len(ops) for ops in instance.jobs)
     out = np.full((instance.n_jobs, K), -1, dtype=np.int64)
@@ -89,7 +89,8 @@ def load_references(folder: Path) -> list[tuple[JobShopInstance, np.ndarray]]:
     refs = []
     for path in sorted(Path(folder).glob("ref_*.npz")):
         z = np.load(path)
-        jobs = tuple(tuple((int(m), int(d)) for m, d in zip(mr, dr)) for mr, dr in zip(z["machines"], z["durations"]))
+        jobs = tuple(tuple((int(m), int(d)) for m, d in zip(mr, dr, strict=True))
+                     for mr, dr in zip(z["machines"], z["durations"], strict=True))
         inst = JobShopInstance(path.stem, jobs, int(z["machines"].shape[1]),
                                Bounds(int(z["bound"]), int(z["makespan"])))
         refs.append((inst, z["starts"]))
@@ -120,6 +121,8 @@ def expert_action(engine: JobShopEngine, ref_starts: np.ndarray) -> int:
 
 
 ENV_ID = "twinopt/Dispatch-v0"
+#: the model attribute recording the env it is for (optimizers.rl.train; saved with the model)
+CONFIG = "twinopt_config"
 
 
 def new_model(n_jobs: int = 15, n_machines: int = 15, hidden: int = 128, seed: int = 0, attention_layers: int = 0,
@@ -136,7 +139,7 @@ def new_model(n_jobs: int = 15, n_machines: int = 15, hidden: int = 128, seed: i
     venv = DummyVecEnv([lambda: make_env(ENV_ID, env_kwargs)])
     model = MaskablePPO(JobScoringPolicy, venv, seed=seed,
                         policy_kwargs={"hidden": hidden, "attention_layers": attention_layers}, **algo_kwargs)
-    model.twinopt_config = {"env_id": ENV_ID, "env_kwargs": env_kwargs, "algo": "maskable_ppo"}
+    setattr(model, CONFIG, {"env_id": ENV_ID, "env_kwargs": env_kwargs, "algo": "maskable_ppo"})
     return model
 
 
@@ -181,7 +184,7 @@ def rollout(refs: list[tuple[JobShopInstance, np.ndarray]], policy=None, beta: f
         labels.append(labels_now)
         lbs.append([engines[i].makespan_lb for i in live])
         owner.append(live)
-        for i, a in zip(live, act):
+        for i, a in zip(live, act, strict=True):
             engines[i].dispatch(int(a))
     makespans = np.array([e.makespan_lb for e in engines])
     scale = np.array([e.scale for e in engines])
@@ -226,7 +229,14 @@ def fit(model, data, epochs: int, batch_size: int = 512, lr: float = 1e-3, value
 def greedy_gaps(model, refs: list[tuple[JobShopInstance, np.ndarray]]) -> np.ndarray:
     """Greedy policy makespan / reference makespan - 1 for each instance."""
     *_, makespans = rollout(refs, model.policy, beta=0.0)
-    return makespans / np.array([inst.bounds.upper_bound for inst, _ in refs]) - 1.0
+    return makespans / np.array([_reference_makespan(inst) for inst, _ in refs]) - 1.0
+
+
+def _reference_makespan(instance: JobShopInstance) -> int:
+    """The reference (CP-SAT) makespan a loaded reference instance carries as its upper bound."""
+    if instance.bounds.upper_bound is None:
+        raise InputError(f"{instance.name}: no reference makespan")
+    return instance.bounds.upper_bound
 
 
 def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: int = 128, seed: int = 0,
@@ -255,16 +265,18 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
     out.mkdir(parents=True, exist_ok=True)
     from optimizers.heuristics.rules import schedule_with_rule
 
-    mwkr = np.mean([schedule_with_rule(i, "mwkr").makespan / i.bounds.upper_bound - 1 for i, _ in val_refs])
-    history, data, best = [], None, (np.inf, None)
+    mwkr = np.mean([schedule_with_rule(i, "mwkr").makespan / _reference_makespan(i) - 1 for i, _ in val_refs])
+    history, data = [], None
+    best: tuple[float, int | None] = (np.inf, None)  # (validation gap, round)
     started = time.perf_counter()
     betas = betas or tuple(1.0 if r == 0 else 0.5 ** r if r < 3 else 0.0 for r in range(rounds))
     for r, beta in enumerate(betas):
         new = rollout(train_refs, model.policy, beta=beta, rng=rng, expert=EXPERTS[expert])[:4]
-        data = new if data is None else tuple(np.concatenate([a, b]) for a, b in zip(data, new))
+        data = new if data is None else tuple(np.concatenate([a, b]) for a, b in zip(data, new, strict=True))
         acc = fit(model, data, epochs, lr=lr, rng=rng)
         gaps = greedy_gaps(model, val_refs)
-        history.append({"round": r, "beta": beta, "samples": int(len(data[2])), "train_share_p_expert_over_half": round(acc, 4),
+        history.append({"round": r, "beta": beta, "samples": int(len(data[2])),
+                        "train_share_p_expert_over_half": round(acc, 4),
                         "val_gap_to_reference": round(float(gaps.mean()), 4),
                         "minutes": round((time.perf_counter() - started) / 60, 1)})
         print(history[-1], flush=True)
@@ -277,7 +289,7 @@ def clone(refs_dir: Path, out: Path, rounds: int = 5, epochs: int = 8, hidden: i
               "lr": lr, "mirror": mirror, "betas": list(betas), "expert": expert, "seed": seed,
               "val_gap_mwkr_to_reference": round(float(mwkr), 4), "best_round": best[1],
               "best_val_gap_to_reference": round(best[0], 4), "history": history,
-              "call": {"algo": "maskable_ppo", "env_id": ENV_ID, "env_kwargs": model.twinopt_config["env_kwargs"]}}
+              "call": {"algo": "maskable_ppo", "env_id": ENV_ID, "env_kwargs": getattr(model, CONFIG)["env_kwargs"]}}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out / "model.zip"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from gymnasium import spaces
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from torch import nn
 
@@ -78,13 +79,21 @@ class JobScoringPolicy(MaskableActorCriticPolicy):
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = JobScorer(int(self.action_space.n), self.n_features, self.hidden,
+        if not isinstance(self.action_space, spaces.Discrete):
+            raise TypeError(f"JobScoringPolicy scores one action per job: needs a Discrete action space, "
+                            f"got {self.action_space}")
+        # SB3 annotates mlp_extractor as MlpExtractor, but its custom-policy guide replaces it with
+        # any module offering latent_dim_pi/vf and forward_actor/critic, as JobScorer does
+        self.mlp_extractor = JobScorer(int(self.action_space.n), self.n_features, self.hidden,  # type: ignore[assignment]
                                        self.attention_layers)
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
         self.action_net = nn.Identity()  # the scorer already yields one logit per job
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        # optimizer_class is typed type[Optimizer], whose base __init__ takes no lr (SB3's own
+        # ActorCriticPolicy._build carries the same ignore)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),  # type: ignore[call-arg]
+                                              **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -153,10 +153,11 @@ def train(env_id: str, algo: str = "ppo", timesteps: int = 100_000, n_envs: int 
     if init_model is not None:
         model.set_parameters(str(init_model), exact_match=True)
     model.set_logger(configure(str(out), ["csv"]))
+    Eval: type[EvalCallback] = EvalCallback
     if algo == "maskable_ppo":
-        from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as Eval
-    else:
-        Eval = EvalCallback
+        from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
+
+        Eval = MaskableEvalCallback
     freq = max((eval_freq or max(timesteps // 10, 1)) // n_envs, 1)
     callback = _same_episodes(Eval)(eval_env, n_eval_episodes=eval_episodes, eval_freq=freq, deterministic=True,
                                     log_path=str(out / "eval"), best_model_save_path=str(out / "best"),

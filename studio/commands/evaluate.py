@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default=None, metavar="ENV_ID", help="environment id (default: the model's own)")
     parser.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes (default 10)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="first episode seed (default 0)")
-    parser.add_argument("--env-kwargs", default=None, metavar="JSON", help="env keyword arguments (default: the model's)")
+    parser.add_argument("--env-kwargs", default=None, metavar="JSON",
+                        help="env keyword arguments (default: the model's)")
     parser.add_argument("--baselines", default=None, metavar="A,B", help="comma-separated baselines (default: all)")
     parser.add_argument("--metric", default=None, help="metric of the table (default: makespan if any, else return)")
     parser.add_argument("--html", default=None, metavar="OUT", help="write a plotly comparison chart")

@@ -51,7 +51,7 @@ def run_search(args: argparse.Namespace, out: str | None):
     """Validate the options, run the search, print a summary, write ``out`` and ``--html``."""
     import optuna
 
-    from optimizers.search import MAXIMIZED_KPIS, parameter_search, write_html
+    from optimizers.search import MAXIMIZED_KPIS, Direction, parameter_search, write_html
     from optimizers.setpoints import check_objective
     from studio.output import check_writable
     from twins.errors import InputError
@@ -68,7 +68,7 @@ def run_search(args: argparse.Namespace, out: str | None):
     scenario = load_scenario(args.scenario, args.overrides)
     params = [p for p in args.params.split(",") if p.strip()] if args.params else None
     check_objective(scenario, args.objective)
-    direction = "minimize" if args.minimize else "maximize"
+    direction: Direction = "minimize" if args.minimize else "maximize"
     if direction == "maximize" and args.objective not in MAXIMIZED_KPIS and not args.quiet:
         print(f"note: maximizing {args.objective}; pass --minimize to minimize it", file=sys.stderr)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

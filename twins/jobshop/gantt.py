@@ -1,10 +1,15 @@
 """Gantt charts of job-shop schedules (plotly)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from twins.jobshop.schedule import Schedule
 
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
-def gantt_figure(schedule: Schedule, title: str | None = None):
+
+def gantt_figure(schedule: Schedule, title: str | None = None) -> go.Figure:
     """A plotly Gantt chart (horizontal bars, machines on the y axis) of any job-shop schedule."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative

@@ -16,6 +16,7 @@ Best-known bounds come from ``bounds.json`` next to the instance file when it na
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -43,7 +44,7 @@ class Bounds:
 class _Jobs:
     """Counting shared by the job-shop kinds (both hold ``jobs``, one tuple of operations per job)."""
 
-    jobs: tuple
+    jobs: tuple[Sized, ...]
 
     @property
     def n_jobs(self) -> int:
@@ -130,6 +131,10 @@ class FlexibleJobShopInstance(_Jobs):
         return max(max(map(sum, shortest)), spread)
 
 
+#: any of the three instance kinds
+Instance = JobShopInstance | FlowShopInstance | FlexibleJobShopInstance
+
+
 def _int_rows(path: Path) -> list[tuple[int, list[int]]]:
     """Non-empty lines as (line number, ints); anything non-integer is a one-line error."""
     try:
@@ -154,7 +159,7 @@ def _int_rows_from(path: Path, lines: list[tuple[int, list[str]]]) -> list[tuple
     return rows
 
 
-def _header(path: Path, rows) -> tuple[int, int]:
+def _header(path: Path, rows: list[tuple[int, list[int]]]) -> tuple[int, int]:
     lineno, head = rows[0]
     if len(head) < 2 or head[0] <= 0 or head[1] <= 0:
         raise InputError(f"{path}:{lineno}: header must be 'n_jobs n_machines' with positive integers")
@@ -246,7 +251,7 @@ def read_fjs(path: str | Path) -> FlexibleJobShopInstance:
                 raise InputError(f"{path}:{lineno}: job {j} operation {k}: expected a positive count "
                                  f"of alternatives followed by that many 'machine time' pairs")
             alts = []
-            for m, d in zip(pairs[::2], pairs[1::2]):
+            for m, d in zip(pairs[::2], pairs[1::2], strict=True):
                 if not 1 <= m <= n_machines:
                     raise InputError(f"{path}:{lineno}: job {j} operation {k}: machine {m} not in 1..{n_machines}")
                 if d < 0:
@@ -276,12 +281,11 @@ def resolve_instance_path(name_or_path: str | Path, fmt: str = "orlib") -> Path:
                      f"({', '.join(known[:6])}, …)")
 
 
-def load_instance(name_or_path: str | Path, fmt: str = "orlib"
-                  ) -> JobShopInstance | FlowShopInstance | FlexibleJobShopInstance:
+def load_instance(name_or_path: str | Path, fmt: str = "orlib") -> Instance:
     """Load a job shop (``fmt="orlib"``), a permutation flow shop (``fmt="taillard"``) or a
     flexible job shop (``fmt="fjs"``)."""
     path = resolve_instance_path(name_or_path, fmt)
-    readers = {"orlib": read_orlib, "taillard": read_taillard, "fjs": read_fjs}
+    readers: dict[str, Callable[[Path], Instance]] = {"orlib": read_orlib, "taillard": read_taillard, "fjs": read_fjs}
     return readers[fmt](path)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, JobShopInstance
+from twins.jobshop.instances import FlexibleJobShopInstance, FlowShopInstance, Instance, JobShopInstance
 
 
 @dataclass(frozen=True, order=True)
@@ -40,7 +40,7 @@ class Schedule:
 
     def to_json(self) -> dict[str, Any]:
         """The ``twinopt schedule --json`` document (the command-line contract, docs/architecture.md)."""
-        doc = {
+        doc: dict[str, Any] = {
             "instance": self.instance,
             "solver": self.solver,
             "makespan": _num(self.makespan),
@@ -55,7 +55,7 @@ class Schedule:
         return doc
 
 
-def _num(x):
+def _num(x: float | None) -> int | float | None:
     if x is None:
         return None
     return int(x) if float(x).is_integer() else float(x)
@@ -104,8 +104,7 @@ def semi_active(instance: JobShopInstance, operations: list[ScheduledOperation])
                                o.machine) for o in operations]
 
 
-def check_schedule(instance: JobShopInstance | FlowShopInstance | FlexibleJobShopInstance,
-                   schedule: Schedule, tol: float = 1e-6) -> list[str]:
+def check_schedule(instance: Instance, schedule: Schedule, tol: float = 1e-6) -> list[str]:
     """Every violation of the instance's constraints, as readable strings (empty list = feasible).
 
     Checks: each operation exactly once, on its machine (for a flexible job shop: on one of its
@@ -161,9 +160,9 @@ def _check_operations(jobs: tuple[tuple[tuple[tuple[int, int], ...], ...], ...],
     by_machine: dict[int, list[ScheduledOperation]] = {}
     for o in seen.values():
         by_machine.setdefault(o.machine, []).append(o)
-    for m, ops in by_machine.items():
-        ops.sort()
-        for a, b in zip(ops, ops[1:]):
+    for m, on_machine in by_machine.items():
+        on_machine.sort()
+        for a, b in zip(on_machine, on_machine[1:], strict=False):
             if b.start < a.end - tol:
                 problems.append(f"machine {m}: operations {(a.job, a.op)} and {(b.job, b.op)} overlap")
     return problems
