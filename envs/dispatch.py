@@ -42,6 +42,14 @@ class BaseDispatchEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(self.n_jobs * len(features),),
                                                 dtype=np.float32)
 
+    def _legal(self, action: Any, mask: np.ndarray) -> tuple[int, bool]:
+        """The row to dispatch and whether ``action`` was outside the mask: such an action is
+        replaced by the lowest-index candidate (and flagged in ``info``), so unmasked agents run."""
+        a = int(action)
+        if 0 <= a < self.n_jobs and mask[a]:
+            return a, False
+        return int(mask.argmax()), True
+
     def action_masks(self) -> np.ndarray:
         """Bool array (rows,): rows that may be dispatched now (all False once done)."""
         if self.engine is None:
@@ -139,10 +147,7 @@ class DispatchEnv(BaseDispatchEnv):
 
     def step(self, action):
         eng = self.engine
-        a = int(action)
-        invalid = not (0 <= a < self.n_jobs and eng.mask[a])
-        if invalid:  # outside the mask: the lowest-index candidate, so unmasked agents still run
-            a = int(eng.mask.argmax())
+        a, invalid = self._legal(action, eng.mask)
         increase = eng.dispatch(a) + self._skip() + self._pending
         self._pending = 0.0
         info = {"action_mask": eng.mask, "makespan_lb": eng.makespan_lb}

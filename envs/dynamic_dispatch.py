@@ -73,10 +73,7 @@ class DynamicDispatchEnv(BaseDispatchEnv):
 
     def step(self, action):
         eng = self.engine
-        a = int(action)
-        invalid = not (0 <= a < self.n_jobs and eng.mask[a])
-        if invalid:  # outside the mask: the lowest-index candidate, so unmasked agents still run
-            a = int(eng.mask.argmax())
+        a, invalid = self._legal(action, eng.mask)
         cost = eng.dispatch(a) if not eng.done else 0.0
         info = {"action_mask": eng.mask, **eng.info()}
         if invalid:

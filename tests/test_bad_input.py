@@ -265,20 +265,14 @@ OPEN_ENDED = {k: v for k, v in copy.deepcopy(RICH_DATA).items() if k not in ("ca
 del OPEN_ENDED["stations"][0]["planned_stops"]
 
 
-def numeric_paths(data, prefix=()):
-    if isinstance(data, bool):
-        return
-    if isinstance(data, (int, float)):
-        yield prefix
-    elif isinstance(data, dict):
-        for k, v in data.items():
-            yield from numeric_paths(v, prefix + (k,))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            yield from numeric_paths(v, prefix + (i,))
+def leaf_value(data, path):
+    for key in path:
+        data = data[key]
+    return data
 
 
-NUMERIC_PATHS = list(numeric_paths(RICH_DATA))
+NUMERIC_PATHS = [p for p in paths(RICH_DATA) if isinstance(leaf_value(RICH_DATA, p), (int, float))
+                 and not isinstance(leaf_value(RICH_DATA, p), bool)]
 EXTREMES = (1e308, -1e308, 1.7976931348623157e308, 1e-308, -1e-308, 5e-324, 10**30, -10**30, 2**64, 10**400,
             float("inf"), float("-inf"), float("nan"), 0, 0.0, -1)
 extreme = st.one_of(st.sampled_from(EXTREMES), st.floats(), st.integers(-10**40, 10**40),
