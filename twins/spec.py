@@ -43,7 +43,10 @@ class Product(SpecModel):
 class Setup(SpecModel):
     """Sequence-dependent setups: time to change a machine from one family to another."""
 
-    default: Distribution = Field(default=0.0, description="time for any family change not in the matrix")
+    # the bare number a user would write, turned into a Constant by validation (validate_default):
+    # pydantic types Field(default=...) as the default's own type, not the field's
+    default: Distribution = Field(default=0.0, validate_default=True,  # type: ignore[assignment]
+                                  description="time for any family change not in the matrix")
     matrix: dict[str, dict[str, Distribution]] = Field(
         default_factory=dict, description="from-family → to-family → setup time; same family = no setup")
 
