@@ -13,7 +13,6 @@ import ast
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -99,7 +98,8 @@ class Expression:
 
     def _eval(self, node: ast.expr, env: Mapping[str, Value]) -> Value:
         if isinstance(node, ast.Constant):
-            return np.float64(cast(float, node.value))  # _check let numbers through only
+            assert isinstance(node.value, int | float)  # _check let numbers through only
+            return np.float64(node.value)
         if isinstance(node, ast.Name):
             return env[node.id] if node.id in self.names else CONSTANTS[node.id]
         if isinstance(node, ast.BinOp):
@@ -124,8 +124,8 @@ class Expression:
         if isinstance(node, ast.IfExp):
             return np.where(self._eval(node.test, env), self._eval(node.body, env), self._eval(node.orelse, env))
         if isinstance(node, ast.Call):
-            name = cast(ast.Name, node.func).id  # _check let calls of functions by name through only
-            return FUNCTIONS[name](*(self._eval(a, env) for a in node.args))
+            assert isinstance(node.func, ast.Name)  # _check let calls of functions by name through only
+            return FUNCTIONS[node.func.id](*(self._eval(a, env) for a in node.args))
         raise AssertionError("unchecked node")  # unreachable: _check rejected it
 
     def __repr__(self) -> str:
