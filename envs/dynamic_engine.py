@@ -96,7 +96,7 @@ class TwinDispatchEngine:
         line, now = self.line, self.line.env.now
         done = line.completed_orders
         for order in done[self._n_completed:]:
-            if order.due is not None:
+            if order.due is not None and order.completed is not None:  # completed: set for every done order
                 self._closed += max(0.0, order.completed - order.due)
         self._n_completed = len(done)
         open_late = sum(now - o.due for o in line.orders

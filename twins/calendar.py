@@ -8,7 +8,7 @@ planned stops; see :func:`off_intervals`.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Self
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -21,7 +21,7 @@ UNITS_PER_HOUR = {"s": 3600.0, "min": 60.0, "h": 1.0}
 _CLOCK = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
 
 
-def _parse_clock(v):
+def _parse_clock(v: object) -> float:
     """'HH:MM' → hours after midnight (float). Numbers are taken as hours."""
     if isinstance(v, bool):
         raise ValueError("expected a clock time 'HH:MM'")
@@ -70,7 +70,7 @@ class PlannedStop(SpecModel):
     every: float | None = Field(default=None, gt=0, description="repeat period; omit for a one-off stop")
 
     @model_validator(mode="after")
-    def _fits(self):
+    def _fits(self) -> Self:
         if self.every is not None and self.every <= self.duration:
             raise ValueError("'every' must be longer than 'duration'")
         return self

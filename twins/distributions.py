@@ -17,9 +17,10 @@ import itertools
 import math
 import warnings
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol, Self, cast
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 from scipy import stats
 
@@ -31,14 +32,28 @@ BLOCK = 512
 TAIL = 1e-12
 
 
+class FrozenDist(Protocol):
+    """The part of a frozen ``scipy.stats`` distribution the twin uses (scipy ships no types)."""
+
+    def mean(self) -> float: ...
+
+    def var(self) -> float: ...
+
+    def isf(self, q: float) -> float: ...
+
+    def rvs(self, size: int, random_state: np.random.Generator) -> npt.NDArray[np.float64]: ...
+
+
 class _Dist(SpecModel):
     model_config = ConfigDict(frozen=True)  # merged with SpecModel's
+
+    dist: str  # the family; each subclass narrows it to a Literal (the union's discriminator)
 
     def _check_parameters(self) -> None:
         """A family's own checks (order of bounds …); raise ValueError with the reason."""
 
     @model_validator(mode="after")
-    def _finite(self):
+    def _finite(self) -> Self:
         self._check_parameters()
         named = ", ".join(f"{k}={v:g}" for k, v in self.model_dump(by_alias=True).items()
                           if isinstance(v, float | int) and not isinstance(v, bool))
@@ -59,7 +74,7 @@ class _Dist(SpecModel):
         """The 1 − :data:`TAIL` quantile: practically the largest sample."""
         return float(self.frozen().isf(TAIL))
 
-    def frozen(self):
+    def frozen(self) -> FrozenDist:
         """The ``scipy.stats`` frozen distribution (for mean/variance/sampling)."""
         raise NotImplementedError
 
@@ -81,7 +96,7 @@ class _Dist(SpecModel):
         """An endless iterator of samples drawn from ``rng``, in blocks of :data:`BLOCK`."""
         frozen = self.frozen()
 
-        def blocks():
+        def blocks() -> Iterator[float]:
             while True:
                 yield from frozen.rvs(size=BLOCK, random_state=rng).tolist()
 
@@ -94,8 +109,9 @@ class Constant(_Dist):
     dist: Literal["constant"] = "constant"
     value: float = Field(ge=0, description="the time, in the scenario time unit")
 
-    def frozen(self):
-        return None  # a constant needs no scipy object; mean/variance/sampler are overridden
+    def frozen(self) -> FrozenDist:
+        # a constant needs no scipy object: mean, variance, top and sampler are overridden
+        raise NotImplementedError("a constant has no scipy distribution")
 
     @property
     def mean(self) -> float:
@@ -124,8 +140,8 @@ class Uniform(_Dist):
         if self.high < self.low:
             raise ValueError("high must be ≥ low")
 
-    def frozen(self):
-        return stats.uniform(loc=self.low, scale=self.high - self.low)
+    def frozen(self) -> FrozenDist:
+        return cast(FrozenDist, stats.uniform(loc=self.low, scale=self.high - self.low))
 
 
 class Triangular(_Dist):
@@ -140,9 +156,9 @@ class Triangular(_Dist):
         if not self.low <= self.mode <= self.high or self.high == self.low:
             raise ValueError("need low ≤ mode ≤ high and low < high")
 
-    def frozen(self):
+    def frozen(self) -> FrozenDist:
         scale = self.high - self.low
-        return stats.triang(c=(self.mode - self.low) / scale, loc=self.low, scale=scale)
+        return cast(FrozenDist, stats.triang(c=(self.mode - self.low) / scale, loc=self.low, scale=scale))
 
 
 class Exponential(_Dist):
@@ -151,13 +167,13 @@ class Exponential(_Dist):
     dist: Literal["exponential"]
     mean_: float = Field(gt=0, alias="mean", description="mean time")
 
-    def frozen(self):
-        return stats.expon(scale=self.mean_)
+    def frozen(self) -> FrozenDist:
+        return cast(FrozenDist, stats.expon(scale=self.mean_))
 
     def sampler(self, rng: np.random.Generator) -> Iterator[float]:
         scale = self.mean_
 
-        def blocks():  # numpy directly: the commonest family, and scipy adds nothing here
+        def blocks() -> Iterator[float]:  # numpy directly: the commonest family, and scipy adds nothing here
             while True:
                 yield from rng.exponential(scale, BLOCK).tolist()
 
@@ -171,8 +187,8 @@ class Normal(_Dist):
     mean_: float = Field(ge=0, alias="mean", description="mean of the untruncated normal")
     sd: float = Field(gt=0, description="standard deviation of the untruncated normal")
 
-    def frozen(self):
-        return stats.truncnorm(a=-self.mean_ / self.sd, b=np.inf, loc=self.mean_, scale=self.sd)
+    def frozen(self) -> FrozenDist:
+        return cast(FrozenDist, stats.truncnorm(a=-self.mean_ / self.sd, b=np.inf, loc=self.mean_, scale=self.sd))
 
 
 class Lognormal(_Dist):
@@ -182,9 +198,9 @@ class Lognormal(_Dist):
     mean_: float = Field(gt=0, alias="mean")
     cv: float = Field(gt=0, description="coefficient of variation, sd/mean")
 
-    def frozen(self):
+    def frozen(self) -> FrozenDist:
         sigma2 = np.log1p(self.cv ** 2)
-        return stats.lognorm(s=np.sqrt(sigma2), scale=self.mean_ * np.exp(-sigma2 / 2))
+        return cast(FrozenDist, stats.lognorm(s=np.sqrt(sigma2), scale=self.mean_ * np.exp(-sigma2 / 2)))
 
 
 class Gamma(_Dist):
@@ -194,9 +210,9 @@ class Gamma(_Dist):
     mean_: float = Field(gt=0, alias="mean")
     cv: float = Field(gt=0, description="coefficient of variation, sd/mean")
 
-    def frozen(self):
+    def frozen(self) -> FrozenDist:
         shape = 1.0 / self.cv ** 2
-        return stats.gamma(a=shape, scale=self.mean_ / shape)
+        return cast(FrozenDist, stats.gamma(a=shape, scale=self.mean_ / shape))
 
 
 class Weibull(_Dist):
@@ -206,8 +222,8 @@ class Weibull(_Dist):
     shape: float = Field(gt=0)
     scale: float = Field(gt=0)
 
-    def frozen(self):
-        return stats.weibull_min(c=self.shape, scale=self.scale)
+    def frozen(self) -> FrozenDist:
+        return cast(FrozenDist, stats.weibull_min(c=self.shape, scale=self.scale))
 
 
 class Empirical(_Dist):
@@ -226,12 +242,13 @@ class Empirical(_Dist):
             if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
                 raise ValueError("weights must be ≥ 0 with a positive sum")
 
-    def _probs(self) -> np.ndarray:
-        w = np.ones(len(self.values)) if self.weights is None else np.asarray(self.weights, float)
-        return w / w.sum()
+    def _probs(self) -> npt.NDArray[np.float64]:
+        w = np.ones(len(self.values)) if self.weights is None else np.asarray(self.weights, np.float64)
+        probs: npt.NDArray[np.float64] = w / w.sum()  # numpy types ndarray.sum() as Any
+        return probs
 
-    def frozen(self):
-        return stats.rv_discrete(values=(np.arange(len(self.values)), self._probs()))
+    def frozen(self) -> FrozenDist:
+        return cast(FrozenDist, stats.rv_discrete(values=(np.arange(len(self.values)), self._probs())))
 
     @property
     def mean(self) -> float:
@@ -249,14 +266,14 @@ class Empirical(_Dist):
     def sampler(self, rng: np.random.Generator) -> Iterator[float]:
         values, p = np.asarray(self.values, float), self._probs()
 
-        def blocks():
+        def blocks() -> Iterator[float]:
             while True:
                 yield from rng.choice(values, size=BLOCK, p=p).tolist()
 
         return blocks()
 
 
-def _number_is_constant(v):
+def _number_is_constant(v: object) -> object:
     if isinstance(v, bool):
         return v  # let pydantic reject booleans
     if isinstance(v, (int, float)):

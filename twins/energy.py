@@ -7,7 +7,8 @@ response model may override the *busy* power (e.g. a heater's draw depends on te
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from itertools import pairwise
+from typing import TYPE_CHECKING, Self
 
 from pydantic import Field, model_validator
 
@@ -75,10 +76,10 @@ class Tariff(SpecModel):
     periods: list[TariffPeriod] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _no_overlap(self):
+    def _no_overlap(self) -> Self:
         windows = sorted((a, b, p.name or str(i)) for i, p in enumerate(self.periods)
                          for a, b in daily_windows(p.start, p.end))
-        for (_, b1, n1), (a2, _, n2) in zip(windows, windows[1:]):
+        for (_, b1, n1), (a2, _, n2) in pairwise(windows):
             if a2 < b1:
                 raise ValueError(f"tariff periods {n1!r} and {n2!r} overlap")
         return self

@@ -12,13 +12,18 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from twins.errors import InputError
 
-FUNCTIONS = {
+#: What an expression evaluates to: numpy scalars on scalar values (a comparison gives a boolean),
+#: arrays on parameter grids.
+Value = float | np.bool_ | npt.NDArray[np.float64] | npt.NDArray[np.bool_]
+
+FUNCTIONS: dict[str, Callable[..., Value]] = {
     "exp": np.exp, "log": np.log, "log10": np.log10, "sqrt": np.sqrt, "abs": np.abs,
     "sin": np.sin, "cos": np.cos, "tanh": np.tanh, "floor": np.floor, "ceil": np.ceil,
     "min": np.minimum, "max": np.maximum, "clip": np.clip, "pow": np.power,
@@ -27,12 +32,15 @@ FUNCTIONS = {
 _ARITY = {"min": 2, "max": 2, "clip": 3, "pow": 2}
 CONSTANTS = {"pi": math.pi, "e": math.e}
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-           ast.Pow: operator.pow}
-_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: np.logical_not}
-_CMPS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
-         ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_BINOPS: dict[type[ast.operator], Callable[[Value, Value], Value]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Pow: operator.pow}
+_UNARY: dict[type[ast.unaryop], Callable[..., Value]] = {
+    ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: np.logical_not}
+_CMPS: dict[type[ast.cmpop], Callable[[Value, Value], Value]] = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq, ast.NotEq: operator.ne}
 
 
 class ExpressionError(InputError, ValueError):
@@ -60,6 +68,8 @@ class Expression:
         self._tree = tree.body
 
     def _check(self, node: ast.AST) -> None:
+        """Raise :class:`ExpressionError` for the first piece of ``node`` (depth first, left to
+        right) outside the whitelist."""
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 raise ExpressionError(f"only numbers are allowed as literals, found {node.value!r}")
@@ -67,44 +77,28 @@ class Expression:
             if node.id not in self.names and node.id not in CONSTANTS:
                 allowed = ", ".join(sorted(self.names)) or "none"
                 raise ExpressionError(f"unknown name {node.id!r} (parameters: {allowed})")
-        elif isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            self._check(node.left), self._check(node.right)
-        elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            self._check(node.operand)
-        elif isinstance(node, ast.Compare) and all(type(op) in _CMPS for op in node.ops):
-            for n in (node.left, *node.comparators):
-                self._check(n)
-        elif isinstance(node, ast.BoolOp):
-            for n in node.values:
-                self._check(n)
-        elif isinstance(node, ast.IfExp):
-            for n in (node.test, node.body, node.orelse):
-                self._check(n)
         elif isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-                what = ast.unparse(node.func)
-                raise ExpressionError(f"call of {what!r} is not allowed (functions: {', '.join(sorted(FUNCTIONS))})")
-            if node.keywords:
-                raise ExpressionError(f"keyword arguments are not allowed in {node.func.id}()")
-            want = _ARITY.get(node.func.id, 1)
-            if len(node.args) != want:
-                raise ExpressionError(f"{node.func.id}() takes {want} argument(s), got {len(node.args)}")
-            for n in node.args:
+            for n in _call_arguments(node):
                 self._check(n)
         elif isinstance(node, ast.Attribute):
             raise ExpressionError(f"attribute access {ast.unparse(node)!r} is not allowed")
         else:
-            raise ExpressionError(f"{type(node).__name__} {ast.unparse(node)!r} is not allowed in an expression")
+            operands = _operands(node)
+            if operands is None:
+                raise ExpressionError(f"{type(node).__name__} {ast.unparse(node)!r} is not allowed in an expression")
+            for n in operands:
+                self._check(n)
 
-    def __call__(self, values: Mapping[str, float | np.ndarray]):
+    def __call__(self, values: Mapping[str, float | npt.NDArray[np.float64]]) -> Value:
         """Evaluate with ``values`` (scalars or equally shaped arrays) for the variable names."""
         # numpy scalars, so 1/0 is inf (caught by range checks), not a Python exception
         env = {k: np.asarray(v, dtype=float) if np.ndim(v) else np.float64(v) for k, v in values.items()}
         with np.errstate(all="ignore"):
             return self._eval(self._tree, env)
 
-    def _eval(self, node, env):
+    def _eval(self, node: ast.expr, env: Mapping[str, Value]) -> Value:
         if isinstance(node, ast.Constant):
+            assert isinstance(node.value, int | float)  # _check let numbers through only
             return np.float64(node.value)
         if isinstance(node, ast.Name):
             return env[node.id] if node.id in self.names else CONSTANTS[node.id]
@@ -113,8 +107,9 @@ class Expression:
         if isinstance(node, ast.UnaryOp):
             return _UNARY[type(node.op)](self._eval(node.operand, env))
         if isinstance(node, ast.Compare):
-            left, result = self._eval(node.left, env), True
-            for op, comp in zip(node.ops, node.comparators):
+            left = self._eval(node.left, env)
+            result: Value = True
+            for op, comp in zip(node.ops, node.comparators, strict=True):
                 right = self._eval(comp, env)
                 result = np.logical_and(result, _CMPS[type(op)](left, right))
                 left = right
@@ -129,8 +124,39 @@ class Expression:
         if isinstance(node, ast.IfExp):
             return np.where(self._eval(node.test, env), self._eval(node.body, env), self._eval(node.orelse, env))
         if isinstance(node, ast.Call):
+            assert isinstance(node.func, ast.Name)  # _check let calls of functions by name through only
             return FUNCTIONS[node.func.id](*(self._eval(a, env) for a in node.args))
         raise AssertionError("unchecked node")  # unreachable: _check rejected it
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
+
+
+def _call_arguments(node: ast.Call) -> list[ast.expr]:
+    """The arguments of an allowed call: a function of :data:`FUNCTIONS` by name, with its arity
+    and no keywords; :class:`ExpressionError` otherwise."""
+    if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+        what = ast.unparse(node.func)
+        raise ExpressionError(f"call of {what!r} is not allowed (functions: {', '.join(sorted(FUNCTIONS))})")
+    if node.keywords:
+        raise ExpressionError(f"keyword arguments are not allowed in {node.func.id}()")
+    want = _ARITY.get(node.func.id, 1)
+    if len(node.args) != want:
+        raise ExpressionError(f"{node.func.id}() takes {want} argument(s), got {len(node.args)}")
+    return node.args
+
+
+def _operands(node: ast.AST) -> list[ast.expr] | None:
+    """The operands of an allowed operator node (arithmetic, comparison, boolean, conditional), in
+    evaluation order; None for any other node."""
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return [node.left, node.right]
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return [node.operand]
+    if isinstance(node, ast.Compare) and all(type(op) in _CMPS for op in node.ops):
+        return [node.left, *node.comparators]
+    if isinstance(node, ast.BoolOp):
+        return node.values
+    if isinstance(node, ast.IfExp):
+        return [node.test, node.body, node.orelse]
+    return None

@@ -30,9 +30,15 @@ off time: off shift, breaks, planned stops, commanded off), ISO 22400-2:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from twins.energy import BLOCKED, BUSY, DOWN, SETUP, STATES
+
+if TYPE_CHECKING:
+    from twins.model import Line, Snapshot
+    from twins.spec import Scenario
 
 LINE_UNITS = {
     "throughput": "units/{t}", "lead_time": "{t}", "lead_time_p95": "{t}", "wip": "units",
@@ -54,7 +60,7 @@ def _div(a: float, b: float) -> float:
     return a / b if b > 0 else float("nan")
 
 
-def line_kpis(line, s0: dict, s1: dict) -> dict[str, float]:
+def line_kpis(line: Line, s0: Snapshot, s1: Snapshot) -> dict[str, float]:
     """Line-level KPIs over the window (s0, s1]."""
     sc = line.scenario
     T = s1["t"] - s0["t"]
@@ -62,11 +68,12 @@ def line_kpis(line, s0: dict, s1: dict) -> dict[str, float]:
     scrapped = s1["scrapped"] - s0["scrapped"]
     arrivals = s1["arrivals"] - s0["arrivals"]
     lt = np.asarray(line.lead_times[s0["n_lead"]:s1["n_lead"]], float)
-    kwh_state = [sum(st1["kwh"][k] - st0["kwh"][k] for st0, st1 in zip(s0["stations"], s1["stations"]))
-                 for k in range(len(STATES))]
+    stations = list(zip(s0["stations"], s1["stations"], strict=True))
+    kwh_state = [sum(st1["kwh"][k] - st0["kwh"][k] for st0, st1 in stations) for k in range(len(STATES))]
     kwh = float(sum(kwh_state))
-    cost = sum(st1["cost"] - st0["cost"] for st0, st1 in zip(s0["stations"], s1["stations"]))
-    margin_units = sum((g1 - g0) * p.margin for g0, g1, p in zip(s0["good_by_product"], s1["good_by_product"], line.products))
+    cost = sum(st1["cost"] - st0["cost"] for st0, st1 in stations)
+    margin_units = sum((g1 - g0) * p.margin
+                       for g0, g1, p in zip(s0["good_by_product"], s1["good_by_product"], line.products, strict=True))
     out = {
         "throughput": _div(good, T),
         "lead_time": float(lt.mean()) if lt.size else float("nan"),
@@ -87,18 +94,18 @@ def line_kpis(line, s0: dict, s1: dict) -> dict[str, float]:
         out[f"energy_kwh_{s}"] = kwh_state[k]
     if line.orders:
         done = line.completed_orders[s0["n_orders"]:s1["n_orders"]]
-        tard = [max(0.0, o.completed - o.due) for o in done if o.due is not None]
+        tard = [max(0.0, o.completed - o.due) for o in done if o.due is not None and o.completed is not None]
         out["orders_completed"] = float(len(done))
         out["tardiness"] = float(np.mean(tard)) if tard else 0.0
         out["tardy_fraction"] = float(np.mean([t > 0 for t in tard])) if tard else 0.0
     return out
 
 
-def station_kpis(line, s0: dict, s1: dict) -> dict[str, dict[str, float]]:
+def station_kpis(line: Line, s0: Snapshot, s1: Snapshot) -> dict[str, dict[str, float]]:
     """Per-station KPIs over the window (s0, s1]."""
     T = s1["t"] - s0["t"]
-    out = {}
-    for st, a, b in zip(line.stations, s0["stations"], s1["stations"]):
+    out: dict[str, dict[str, float]] = {}
+    for st, a, b in zip(line.stations, s0["stations"], s1["stations"], strict=True):
         time = [b["time"][k] - a["time"][k] for k in range(len(STATES))]
         total = b["machines"] * T
         planned_off = b["planned_off"] - a["planned_off"]
@@ -129,7 +136,7 @@ def station_kpis(line, s0: dict, s1: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def units(scenario) -> tuple[dict[str, str], dict[str, str]]:
+def units(scenario: Scenario) -> tuple[dict[str, str], dict[str, str]]:
     """Unit strings of the line and station KPIs for this scenario's time unit and currency."""
     cur = scenario.tariff.currency if scenario.tariff else "EUR"
     fmt = {"t": scenario.time_unit, "cur": cur}

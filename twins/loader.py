@@ -112,7 +112,9 @@ def _first_error(err: ValidationError, data: Any) -> tuple[Path_, str]:
     elif e["type"] == "missing":
         msg = "required field is missing"
     more = len(errors) - 1
-    return _data_path(data, e["loc"], e["type"] == "missing"), msg + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+    if more:
+        msg += f" (and {more} more problem{'s' * (more > 1)})"
+    return _data_path(data, e["loc"], e["type"] == "missing"), msg
 
 
 def scenario_from_data(data: Any, file: str | None = None, lines: Mapping[Path_, int] | None = None,
@@ -150,7 +152,7 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     return scenario_from_data(data, file, lines)
 
 
-def apply_override(data: dict, item: str) -> None:
+def apply_override(data: dict[str, Any], item: str) -> None:
     """Apply one ``path=value`` to raw scenario data, in place.
 
     ``station.parameter=value`` sets a process parameter's setpoint (``dispenser.pressure_bar=2.8``);
@@ -167,11 +169,13 @@ def apply_override(data: dict, item: str) -> None:
         value = yaml.load(raw, Loader=_Loader)
     except yaml.YAMLError:
         value = raw
-    stations = data.get("stations") if isinstance(data.get("stations"), list) else []
+    stations = data.get("stations")
+    stations = stations if isinstance(stations, list) else []
     if len(parts) == 2:
         st = next((s for s in stations if isinstance(s, dict) and s.get("name") == parts[0]), None)
         if st is not None:
-            param = next((p for p in st.get("parameters") or [] if isinstance(p, dict) and p.get("name") == parts[1]), None)
+            param = next((p for p in st.get("parameters") or []
+                          if isinstance(p, dict) and p.get("name") == parts[1]), None)
             if param is not None:
                 param["value"] = value
                 return

@@ -35,7 +35,8 @@ times per event. ``_now`` has been the attribute behind ``now`` throughout SimPy
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import simpy
 from simpy import Interrupt
@@ -43,13 +44,21 @@ from simpy import Interrupt
 from twins.energy import BLOCKED, BUSY, DOWN, IDLE, OFF, SETUP, STANDBY, STATES
 
 if TYPE_CHECKING:
+    from twins.model import Order, ProductRT
     from twins.station import StationRT
 
 INF = float("inf")
 
+#: A SimPy process body: yields events and gets back their values.
+Process = Generator[simpy.Event, Any, None]
+#: A machine's state trace entry: (machine name, state, start, end).
+StateSpan = tuple[str, int, float, float]
+#: Samplers of setup times by (from family, to family); the key None holds the default.
+SetupSamplers = dict[tuple[int, int] | None, Iterator[float]]
+
 
 class _Disable:
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "DISABLE"
 
 
@@ -61,7 +70,7 @@ class Part:
 
     __slots__ = ("product", "family", "route", "step", "t_entry", "t_buf", "reworks", "order")
 
-    def __init__(self, product, now: float, order=None):
+    def __init__(self, product: ProductRT, now: float, order: Order | None = None):
         self.product = product
         self.family = product.family
         self.route = product.route
@@ -72,10 +81,16 @@ class Part:
         self.order = order
 
 
+def _failure(irq: Interrupt) -> FailureMode:
+    """The failure mode an interrupt carries: simpy types ``cause`` as Optional[Any]; machines are
+    interrupted with a :class:`FailureMode` or :data:`DISABLE`, and callers rule DISABLE out."""
+    return cast(FailureMode, irq.cause)
+
+
 class FailureMode:
     __slots__ = ("ttf", "repair", "left")
 
-    def __init__(self, ttf, repair):
+    def __init__(self, ttf: Iterator[float], repair: Iterator[float]):
         self.ttf, self.repair = ttf, repair
         self.left = next(ttf)  # busy time until the next failure (operation-based modes)
 
@@ -83,8 +98,9 @@ class FailureMode:
 class Machine:
     """One machine of a station; its SimPy process is :meth:`run`."""
 
-    def __init__(self, station: StationRT, index: int, proc_samplers, setup_samplers, quality,
-                 time_modes, op_modes, trace=None):
+    def __init__(self, station: StationRT, index: int, proc_samplers: list[Iterator[float] | None],
+                 setup_samplers: SetupSamplers | None, quality: Iterator[float], time_modes: list[FailureMode],
+                 op_modes: list[FailureMode], trace: list[StateSpan] | None = None):
         env = station.line.env
         self.env, self.station, self.index = env, station, index
         self.name = station.name if station.spec.machines == 1 else f"{station.name}#{index + 1}"
@@ -95,13 +111,13 @@ class Machine:
         self.time = [0.0] * len(STATES)  # cumulative time per state
         self.kwh = [0.0] * len(STATES)  # cumulative energy per state
         self.cost = 0.0
-        self.family = None
+        self.family: int | None = None
         self.proc_samplers = proc_samplers  # per product index
         self.setup_samplers = setup_samplers  # (from family, to family) -> sampler; None key: default
         self.quality = quality
         self.op_modes = op_modes
         self.standby_after = station.standby_after
-        self.pending = None  # a DISABLE interrupt on its way
+        self.pending: _Disable | None = None  # a DISABLE interrupt on its way
         self.failing = False  # a failure interrupt on its way or being repaired
         self.repaired: simpy.Event | None = None
         self.up_again: simpy.Event | None = None
@@ -193,7 +209,7 @@ class Machine:
     def _unblock_off(self, now: float, state: int) -> None:
         self.switch(state)
         self.blocked_off = False
-        self.planned_off += now - self.off_since
+        self.planned_off = self.planned_off_time(now)
         self.off_since = None
         self._up(now)
 
@@ -220,10 +236,12 @@ class Machine:
             self.switch(off_state)
 
     # -- the process ---------------------------------------------------------------------------
-    def run(self):
+    def run(self) -> Process:  # noqa: C901 — the hot path stays one generator: a sub-generator costs a call per event
         env, st = self.env, self.station
         buf, line = st.buffer, st.line
-        samplers, quality = self.proc_samplers, self.quality
+        op_trace = line.op_trace  # set exactly when self.trace is (the line was built with trace=True)
+        # None only for products that never visit the station (check_references): not per part
+        samplers, quality = cast(list[Iterator[float]], self.proc_samplers), self.quality
         part_started, operation_done = st.part_started, st.operation_done  # bound once: the hot path
         while True:
             if not st.enabled:
@@ -269,10 +287,10 @@ class Machine:
                     yield env.timeout(pt)
                 except Interrupt as irq:
                     remaining = end - env._now
-                    yield from self._repair(irq.cause)
+                    yield from self._repair(_failure(irq))
                     yield from self._work(remaining, BUSY)
-            if self.trace is not None:
-                line.op_trace.append((self.name, st.name, part.product.name, t_start, env._now))
+            if op_trace is not None:
+                op_trace.append((self.name, st.name, part.product.name, t_start, env._now))
             if not operation_done(part, factor, quality):  # counted and inspected: scrapped
                 continue
             # hand over
@@ -291,7 +309,7 @@ class Machine:
                 try:
                     yield ev
                 except Interrupt as irq:
-                    yield from self._repair(irq.cause)
+                    yield from self._repair(_failure(irq))
                     while not ev.processed:
                         if st.enabled:
                             self.switch(BLOCKED)
@@ -300,11 +318,11 @@ class Machine:
                         try:
                             yield ev
                         except Interrupt as irq2:
-                            yield from self._repair(irq2.cause)
+                            yield from self._repair(_failure(irq2))
                 if self.blocked_off:
                     self._unblock_off(env._now, BLOCKED)
 
-    def _decision(self):
+    def _decision(self) -> Generator[simpy.Event, Any, Part | None]:
         """Ask the line's controller which waiting part to start (takes no simulated time)."""
         line = self.station.line
         self.switch(IDLE)
@@ -312,10 +330,12 @@ class Machine:
         line.request_decision(self, ev)
         return (yield from self._await_part(ev, line.cancel_decision))
 
-    def _await_part(self, ev: simpy.Event, withdraw):
+    def _await_part(self, ev: simpy.Event, withdraw: Callable[[simpy.Event], None]
+                    ) -> Generator[simpy.Event, Any, Part | None]:
         """Wait for ``ev`` to hand over a part. Interrupted (failure or planned stop), withdraw the
         request with ``withdraw(ev)`` unless the part was already handed over, deal with the
         interruption, and return the part or None."""
+        part: Part | None
         try:
             part = yield ev
         except Interrupt as irq:
@@ -326,11 +346,11 @@ class Machine:
             if irq.cause is DISABLE:
                 self.pending = None
             else:
-                yield from self._repair(irq.cause)
+                yield from self._repair(_failure(irq))
         self.waiting = None
         return part
 
-    def _work(self, duration: float, state: int):
+    def _work(self, duration: float, state: int) -> Process:
         """``duration`` of work in ``state``, resuming the remainder after any failure."""
         env = self.env
         self.switch(state)
@@ -341,11 +361,11 @@ class Machine:
                 return
             except Interrupt as irq:
                 remaining = end - env._now
-                yield from self._repair(irq.cause)
+                yield from self._repair(_failure(irq))
                 self.switch(state)
                 end = env._now + remaining
 
-    def _busy_with_op_failures(self, pt: float):
+    def _busy_with_op_failures(self, pt: float) -> Process:
         remaining = pt
         modes = self.op_modes
         while True:
@@ -363,7 +383,7 @@ class Machine:
             mode.left = next(mode.ttf)
             yield from self._repair(mode)
 
-    def _repair(self, mode: FailureMode):
+    def _repair(self, mode: FailureMode) -> Process:
         env = self.env
         self.switch(DOWN)
         self._not_up(env._now)
@@ -376,21 +396,23 @@ class Machine:
                 if irq.cause is DISABLE:
                     self.pending = None
                 else:
-                    end += next(irq.cause.repair)
+                    end += next(_failure(irq).repair)
         self.failing = False
         self._up(env._now)
         if self.repaired is not None:
             ev, self.repaired = self.repaired, None
             ev.succeed()
 
-    def _off(self):
+    def _off(self) -> Process:
         env, st = self.env, self.station
         self.switch(st.off_state)
         now = env._now
         self.off_since = now
         self._not_up(now)
         while not st.enabled:
-            yield st.enable_ev
+            enable_ev = st.enable_ev
+            assert enable_ev is not None  # the station made it when it went off
+            yield enable_ev
         now = env._now
         self.planned_off += now - self.off_since
         self.off_since = None
@@ -399,7 +421,7 @@ class Machine:
         if d > 0.0:
             yield from self._work(d, SETUP)
 
-    def _time_failures(self, mode: FailureMode):
+    def _time_failures(self, mode: FailureMode) -> Process:
         """Time-based failure clock: fail after ``ttf`` units of up time."""
         env = self.env
         need = mode.left

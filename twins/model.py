@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import TypedDict
 
 import numpy as np
 import simpy
@@ -24,10 +25,51 @@ from twins.calendar import UNITS_PER_HOUR, off_intervals
 from twins.distributions import BLOCK
 from twins.energy import STATES
 from twins.errors import InputError
-from twins.machine import FailureMode, Machine, Part
+from twins.machine import FailureMode, Machine, Part, Process, SetupSamplers, StateSpan
 from twins.response import check_setpoints
-from twins.spec import Scenario
+from twins.spec import ArrivalSource, OrderSource, Scenario
 from twins.station import StationRT
+
+#: ``trace=True``: (product, entry time, exit time, "good" | "scrap") of every unit leaving the line
+PartSpan = tuple[str, float, float, str]
+#: ``trace=True``: (machine, station, product, start, end) of every operation's processing
+OpSpan = tuple[str, str, str, float, float]
+#: ``sample_every``: (time, WIP, line power in kW, energy price, queue length per station)
+Sample = tuple[float, int, float, float, list[int]]
+
+
+class StationSnapshot(TypedDict):
+    """Cumulative counters of one station (:meth:`Line.snapshot`); ``time`` and ``kwh`` by state."""
+
+    time: list[float]
+    kwh: list[float]
+    cost: float
+    planned_off: float
+    ops: int
+    good: int
+    scrapped: int
+    reworked: int
+    ideal: float
+    wait_sum: float
+    started: int
+    queue_area: float
+    machines: int
+
+
+class Snapshot(TypedDict):
+    """Cumulative counters of the line at time ``t`` (:meth:`Line.snapshot`)."""
+
+    t: float
+    arrivals: int
+    lost: int
+    good: int
+    scrapped: int
+    wip_area: float
+    wip: int
+    n_lead: int
+    n_orders: int
+    good_by_product: list[int]
+    stations: list[StationSnapshot]
 
 
 def stream(seed: int, replication: int, name: str) -> np.random.Generator:
@@ -36,12 +78,12 @@ def stream(seed: int, replication: int, name: str) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(replication, key))))
 
 
-def _uniforms(rng: np.random.Generator):
+def _uniforms(rng: np.random.Generator) -> Iterator[float]:
     while True:
         yield from rng.random(BLOCK).tolist()
 
 
-def _choices(rng: np.random.Generator, weights: list[float]):
+def _choices(rng: np.random.Generator, weights: list[float]) -> Iterator[int]:
     p = np.asarray(weights, float) / sum(weights)
     if len(p) == 1:
         while True:
@@ -53,14 +95,16 @@ def _choices(rng: np.random.Generator, weights: list[float]):
 class ProductRT:
     __slots__ = ("index", "name", "family", "route", "ideal", "margin")
 
-    def __init__(self, index, name, family, route, ideal, margin):
-        self.index, self.name, self.family, self.route, self.ideal, self.margin = index, name, family, route, ideal, margin
+    def __init__(self, index: int, name: str, family: int, route: tuple[StationRT, ...], ideal: list[float],
+                 margin: float):
+        self.index, self.name, self.family, self.route = index, name, family, route
+        self.ideal, self.margin = ideal, margin
 
 
 class Order:
     __slots__ = ("id", "product", "quantity", "release", "due", "remaining", "completed")
 
-    def __init__(self, id, product, quantity, release, due):
+    def __init__(self, id: str, product: ProductRT, quantity: int, release: float, due: float | None):
         self.id, self.product, self.quantity, self.release, self.due = id, product, quantity, release, due
         self.remaining = quantity
         self.completed: float | None = None
@@ -69,9 +113,9 @@ class Order:
 class Supply:
     """Raw material always available at one station (a saturated source)."""
 
-    def __init__(self, line: Line, products: list[ProductRT], mix, lot_size: int):
+    def __init__(self, line: Line, products: list[ProductRT], mix: Iterator[int], lot_size: int):
         self.line, self.products, self.mix, self.lot_size = line, products, mix, lot_size
-        self.current, self.left = None, 0
+        self.current, self.left = products[0], 0  # left = 0: the first part draws the product
 
     def new_part(self) -> Part:
         if self.left == 0:
@@ -94,20 +138,22 @@ class Line:
         env = self.env = simpy.Environment()
         self.uph = UNITS_PER_HOUR[scenario.time_unit]
         self.horizon = scenario.horizon.length
-        self.trace: list | None = [] if trace else None
-        self.part_trace: list | None = [] if trace else None
+        self.trace: list[StateSpan] | None = [] if trace else None
+        self.part_trace: list[PartSpan] | None = [] if trace else None
         #: with ``trace``: (machine, station, product, start, end) of every operation's processing
-        self.op_trace: list | None = [] if trace else None
+        self.op_trace: list[OpSpan] | None = [] if trace else None
         # cumulative line counters
         self.arrivals = self.lost = self.good = self.scrapped = 0
         self.wip, self.wip_area, self.t_wip = 0, 0.0, 0.0
         self.lead_times: list[float] = []
         self.orders: list[Order] = []
-        self.decisions: deque = deque()  # (machine, event) waiting for a controller's choice
+        #: (machine, event) waiting for a controller's choice
+        self.decisions: deque[tuple[Machine, simpy.Event]] = deque()
         self.decision_ready: simpy.Event | None = None
         self.completed_orders: list[Order] = []
         tariff = scenario.tariff
-        self.segments = tariff.price_segments(self.horizon, scenario.start_clock, scenario.time_unit) if tariff else [(0.0, 0.0)]
+        self.segments = (tariff.price_segments(self.horizon, scenario.start_clock, scenario.time_unit) if tariff
+                         else [(0.0, 0.0)])
         self.price = self.segments[0][1]
 
         self.stations = [StationRT(self, spec, i) for i, spec in enumerate(scenario.stations)]
@@ -115,13 +161,14 @@ class Line:
         fam_index = {f: i for i, f in enumerate(dict.fromkeys(p.setup_family for p in scenario.products))}
         self.families = list(fam_index)
         self.products: list[ProductRT] = []
-        for i, p in enumerate(scenario.products):
+        for i, product in enumerate(scenario.products):
             ideal = []
-            for st in scenario.stations:
-                nominal = st.nominal_process_time(p.name)
+            for station in scenario.stations:
+                nominal = station.nominal_process_time(product.name)
                 ideal.append(0.0 if nominal is None else nominal)
-            self.products.append(ProductRT(i, p.name, fam_index[p.setup_family], tuple(by_name[r] for r in p.route),
-                                           ideal, p.margin if p.margin is not None else scenario.economics.margin_per_unit))
+            margin = product.margin if product.margin is not None else scenario.economics.margin_per_unit
+            self.products.append(ProductRT(i, product.name, fam_index[product.setup_family],
+                                           tuple(by_name[r] for r in product.route), ideal, margin))
         self.good_by_product = [0] * len(self.products)
         for st in self.stations:
             rw = st.spec.rework
@@ -144,10 +191,10 @@ class Line:
         self._build_calendar()
         if len(self.segments) > 1:
             env.process(self._tariff())
-        self.series: list[tuple] | None = None
+        self.series: list[Sample] | None = None
         if sample_every:
             self.series = []
-            env.process(self._monitor(sample_every))
+            env.process(self._monitor(sample_every, self.series))
 
     # -- construction ----------------------------------------------------------------------------
     def stream(self, name: str) -> np.random.Generator:
@@ -157,11 +204,11 @@ class Line:
         spec = st.spec
         for k in range(spec.machines):
             tag = f"{st.name}/{k}"
-            proc = []
+            proc: list[Iterator[float] | None] = []
             for p in self.scenario.products:
                 d = spec.process_time_of(p.name)
                 proc.append(d.sampler(self.stream(f"{tag}/process/{p.name}")) if d is not None else None)
-            setups = None
+            setups: SetupSamplers | None = None
             if spec.setup is not None:
                 setups = {}
                 if spec.setup.default.mean > 0:
@@ -169,7 +216,8 @@ class Line:
                 for a, row in spec.setup.matrix.items():
                     for b, d in row.items():
                         setups[(fam_index[a], fam_index[b])] = d.sampler(self.stream(f"{tag}/setup/{a}->{b}"))
-            time_modes, op_modes = [], []
+            time_modes: list[FailureMode] = []
+            op_modes: list[FailureMode] = []
             for i, bd in enumerate(spec.breakdowns):
                 mode = FailureMode(bd.failure_dist().sampler(self.stream(f"{tag}/failure{i}/ttf")),
                                    bd.repair_dist().sampler(self.stream(f"{tag}/failure{i}/repair")))
@@ -179,7 +227,7 @@ class Line:
             st.machines.append(m)
             self.machines.append(m)
 
-    def _mix(self, src, name: str):
+    def _mix(self, src: ArrivalSource, name: str) -> Iterator[int]:
         weights = src.mix or {p.name: 1.0 for p in self.scenario.products}
         idx = [next(p.index for p in self.products if p.name == n) for n in weights]
         choice = _choices(self.stream(f"source/{name}/mix"), list(weights.values()))
@@ -217,7 +265,7 @@ class Line:
                 self.env.process(self._station_calendar(st, off))
 
     # -- processes --------------------------------------------------------------------------------
-    def _arrivals(self, src):
+    def _arrivals(self, src: ArrivalSource) -> Process:
         env = self.env
         iat = src.interarrival.sampler(self.stream(f"source/{src.name}/arrival"))
         mix = self._mix(src, src.name)
@@ -226,6 +274,7 @@ class Line:
         while True:
             yield env.timeout(next(iat))
             if pause and not self.line_on:
+                assert self.line_on_ev is not None  # made when the line went off
                 yield self.line_on_ev
             product = products[next(mix)]
             buf = product.route[0].buffer
@@ -250,7 +299,7 @@ class Line:
                     yield buf.wait_put(part)
                     self.enter(part)
 
-    def _orders(self, src):
+    def _orders(self, src: OrderSource) -> Process:
         env = self.env
         by_name = {p.name: p for p in self.products}
         orders = sorted((Order(o.id or f"{src.name}-{i + 1}", by_name[o.product], o.quantity, o.release, o.due)
@@ -262,7 +311,7 @@ class Line:
             for _ in range(order.quantity):
                 yield from self._release(order.product, order)
 
-    def _release(self, product: ProductRT, order: Order | None):
+    def _release(self, product: ProductRT, order: Order | None) -> Process:
         self.arrivals += 1
         part = Part(product, self.env._now, order)
         buf = product.route[0].buffer
@@ -270,7 +319,7 @@ class Line:
             yield buf.wait_put(part)
         self.enter(part)
 
-    def _line_calendar(self, intervals):
+    def _line_calendar(self, intervals: list[tuple[float, float]]) -> Process:
         env = self.env
         for a, b in intervals:
             if a > env._now:
@@ -280,7 +329,7 @@ class Line:
             self.line_on = True
             self.line_on_ev.succeed()
 
-    def _station_calendar(self, st: StationRT, intervals):
+    def _station_calendar(self, st: StationRT, intervals: list[tuple[float, float]]) -> Process:
         env = self.env
         for a, b in intervals:
             if a > env._now:
@@ -289,20 +338,20 @@ class Line:
             yield env.timeout(b - env._now)
             st.set_available(calendar=True)
 
-    def _tariff(self):
+    def _tariff(self) -> Process:
         env = self.env
         for t, price in self.segments[1:]:
             yield env.timeout(t - env._now)
             self.flush()
             self.price = price
 
-    def _monitor(self, every: float):
+    def _monitor(self, every: float, series: list[Sample]) -> Process:
         env = self.env
         while True:
             now = env._now
             power = sum(m.station.power[m.current_state(now)] for m in self.machines)
             queues = [len(st.buffer) for st in self.stations]
-            self.series.append((now, self.wip, power, self.price, queues))
+            series.append((now, self.wip, power, self.price, queues))
             yield env.timeout(every)
 
     # -- bookkeeping called from the processes ----------------------------------------------------
@@ -351,7 +400,7 @@ class Line:
     def cancel_decision(self, ev: simpy.Event) -> None:
         self.decisions = deque(d for d in self.decisions if d[1] is not ev)
 
-    def next_decision(self, until: float | None = None):
+    def next_decision(self, until: float | None = None) -> tuple[Machine, list[Part]] | None:
         """Run until a machine of an ``external`` station must choose among ≥ 2 waiting parts;
         returns ``(machine, waiting parts)``, or None when ``until`` (default: the horizon) came
         first. Answer with :meth:`decide`."""
@@ -370,7 +419,8 @@ class Line:
             if self.env._now >= until:
                 return None
             self.decision_ready = simpy.Event(self.env)
-            self.env.run(until=simpy.AnyOf(self.env, [self.decision_ready, self.env.timeout(until - self.env._now)]))
+            timeout = self.env.timeout(until - self.env._now)
+            self.env.run(until=simpy.AnyOf(self.env, [self.decision_ready, timeout]))
 
     def decide(self, part: Part) -> None:
         """Start ``part`` (one of the waiting parts :meth:`next_decision` returned) on the machine."""
@@ -413,11 +463,11 @@ class Line:
         st.params.update(values)
         st.apply_responses()
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> Snapshot:
         """Cumulative counters now (energy accounted up to now)."""
         now = self.env._now
         self.flush()
-        stations = []
+        stations: list[StationSnapshot] = []
         for st in self.stations:
             ms = st.machines
             stations.append({

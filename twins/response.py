@@ -16,18 +16,22 @@ from __future__ import annotations
 import csv
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from twins.errors import InputError, SpecError
-from twins.expressions import Expression
+from twins.expressions import Expression, Value
 from twins.specmodel import SpecModel
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: A compiled response: setpoints (parameter name → value) → the response's value.
+ResponseFunction = Callable[[Mapping[str, float]], Value]
 
 
 class Parameter(SpecModel):
@@ -51,7 +55,7 @@ class Parameter(SpecModel):
         return v
 
     @model_validator(mode="after")
-    def _bounds(self):
+    def _bounds(self) -> Self:
         if not self.min < self.max:
             raise ValueError(f"min ({self.min}) must be below max ({self.max})")
         if not self.min <= self.default <= self.max:
@@ -88,7 +92,7 @@ def check_setpoints(station: str, parameters: Sequence[Parameter], values: Mappi
         SetpointError: a name that is not one of the parameters, or a value outside its bounds.
     """
     by_name = {p.name: p for p in parameters}
-    out = {}
+    out: dict[str, float] = {}
     for name, value in values.items():
         p = by_name.get(name)
         if p is None:
@@ -104,12 +108,12 @@ class FittedResponse(SpecModel):
     data: str | list[dict[str, float]] = Field(description="CSV file (relative to the scenario) or inline rows")
     target: str = Field(description="column holding the response value")
     _rows: list[dict[str, float]] = PrivateAttr(default_factory=list)
-    _coef: np.ndarray | None = PrivateAttr(default=None)
+    _coef: npt.NDArray[np.float64] | None = PrivateAttr(default=None)
     _names: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("data")
     @classmethod
-    def _load(cls, v, info: ValidationInfo):
+    def _load(cls, v: str | list[dict[str, float]], info: ValidationInfo) -> list[dict[str, float]]:
         if isinstance(v, list):
             return v
         base = Path((info.context or {}).get("base_dir", "."))
@@ -128,24 +132,28 @@ class FittedResponse(SpecModel):
     def bind(self, names: tuple[str, ...]) -> None:
         """Fit the surface over the parameters ``names`` (called once the station is known)."""
         rows = self.data
+        assert isinstance(rows, list)  # _load read a CSV file into rows
         missing = [c for c in (*names, self.target) if any(c not in r for r in rows)]
         if missing:
             raise InputError(f"recipe data lacks column(s) {', '.join(sorted(set(missing)))}")
-        X = np.array([[r[n] for n in names] for r in rows], float)
-        y = np.array([r[self.target] for r in rows], float)
+        X = np.array([[r[n] for n in names] for r in rows], np.float64)
+        y = np.array([r[self.target] for r in rows], np.float64)
         A = self._features(X)
         if A.shape[0] < A.shape[1]:
-            raise InputError(f"{self.fit} fit over {len(names)} parameters needs ≥ {A.shape[1]} rows, got {A.shape[0]}")
-        self._coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+            raise InputError(f"{self.fit} fit over {len(names)} parameters needs ≥ {A.shape[1]} rows, "
+                             f"got {A.shape[0]}")
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        self._coef = coef.astype(np.float64, copy=False)  # float64 already: numpy's types say floating
         self._names = names
 
-    def _features(self, X: np.ndarray) -> np.ndarray:
+    def _features(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         cols = [np.ones(len(X))] + [X[:, i] for i in range(X.shape[1])]
         if self.fit == "quadratic":
             cols += [X[:, i] * X[:, j] for i, j in itertools.combinations_with_replacement(range(X.shape[1]), 2)]
         return np.column_stack(cols)
 
-    def __call__(self, values):
+    def __call__(self, values: Mapping[str, float | npt.NDArray[np.float64]]) -> float | npt.NDArray[np.float64]:
+        assert self._coef is not None, "bind() fits the surface first"
         X = np.column_stack([np.atleast_1d(np.asarray(values[n], float)) for n in self._names])
         out = self._features(X) @ self._coef
         return out if np.ndim(values[self._names[0]]) else float(out[0])
@@ -159,14 +167,15 @@ class Response(SpecModel):
 
     model_config = ConfigDict(populate_by_name=True)  # merged with SpecModel's
 
-    cycle_time_factor: ResponseSpec | None = Field(default=None, description="multiplier on process times (1 = nominal)")
+    cycle_time_factor: ResponseSpec | None = Field(default=None,
+                                                   description="multiplier on process times (1 = nominal)")
     yield_: ResponseSpec | None = Field(default=None, alias="yield", description="fraction of good parts, 0..1")
     power_kw: ResponseSpec | None = Field(default=None, description="busy power draw in kW")
 
-    def compile(self, names: tuple[str, ...]) -> dict[str, object]:
+    def compile(self, names: tuple[str, ...]) -> dict[str, ResponseFunction]:
         """Callables per response name; a bad one raises :class:`SpecError` with the path
         ``(response name,)``."""
-        out = {}
+        out: dict[str, ResponseFunction] = {}
         for key, spec in (("cycle_time_factor", self.cycle_time_factor), ("yield", self.yield_),
                           ("power_kw", self.power_kw)):
             if spec is None:
@@ -187,9 +196,9 @@ RESPONSE_RANGES = {"cycle_time_factor": (0.0, np.inf, False), "yield": (0.0, 1.0
                    "power_kw": (0.0, np.inf, True)}
 
 
-def evaluate_responses(responses: dict[str, object], setpoints: dict[str, float]) -> dict[str, float]:
+def evaluate_responses(responses: Mapping[str, ResponseFunction], setpoints: Mapping[str, float]) -> dict[str, float]:
     """Evaluate compiled responses at ``setpoints``; values are clipped into their valid range."""
-    out = {}
+    out: dict[str, float] = {}
     for key, fn in responses.items():
         lo, hi, _ = RESPONSE_RANGES[key]
         v = float(fn(setpoints))
@@ -197,14 +206,14 @@ def evaluate_responses(responses: dict[str, object], setpoints: dict[str, float]
     return out
 
 
-def check_response_ranges(responses: dict[str, object], params: list[Parameter]) -> None:
+def check_response_ranges(responses: Mapping[str, ResponseFunction], params: Sequence[Parameter]) -> None:
     """Evaluate at every corner of the parameter box and at the defaults; :class:`SpecError` with
     the path ``(response name,)`` if a response leaves its valid range there (a response model
     that cannot be trusted)."""
     if not responses or not params:
         return
     names = [p.name for p in params]
-    corners = [dict(zip(names, c)) for c in itertools.product(*[(p.min, p.max) for p in params])]
+    corners = [dict(zip(names, c, strict=True)) for c in itertools.product(*[(p.min, p.max) for p in params])]
     points = [{p.name: p.default for p in params}, {p.name: p.setpoint for p in params}, *corners]
     for key, fn in responses.items():
         lo, hi, incl = RESPONSE_RANGES[key]

@@ -8,7 +8,8 @@ the loader turns into ``file:line: path: message``. docs/scenario.md documents e
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal, Protocol, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -43,7 +44,9 @@ class Product(SpecModel):
 class Setup(SpecModel):
     """Sequence-dependent setups: time to change a machine from one family to another."""
 
-    default: Distribution = Field(default=0.0, description="time for any family change not in the matrix")
+    # validate_default: the bare number becomes a Constant like a written default
+    default: Distribution = Field(default=0.0, validate_default=True,
+                                  description="time for any family change not in the matrix")
     matrix: dict[str, dict[str, Distribution]] = Field(
         default_factory=dict, description="from-family → to-family → setup time; same family = no setup")
 
@@ -71,19 +74,25 @@ class Breakdown(SpecModel):
         return v
 
     @model_validator(mode="after")
-    def _one_each(self):
+    def _one_each(self) -> Self:
         if (self.mtbf is None) == (self.time_to_failure is None):
             raise ValueError("give exactly one of mtbf or time_to_failure")
         if (self.mttr is None) == (self.repair_time is None):
             raise ValueError("give exactly one of mttr or repair_time")
         return self
 
-    def failure_dist(self):
+    def failure_dist(self) -> Distribution:
         """Up time (or busy time) between failures."""
-        return self.time_to_failure or Exponential(dist="exponential", mean=self.mtbf)
+        if self.time_to_failure is not None:
+            return self.time_to_failure
+        assert self.mtbf is not None  # _one_each: exactly one of the two
+        return Exponential(dist="exponential", mean=self.mtbf)
 
-    def repair_dist(self):
-        return self.repair_time or Exponential(dist="exponential", mean=self.mttr)
+    def repair_dist(self) -> Distribution:
+        if self.repair_time is not None:
+            return self.repair_time
+        assert self.mttr is not None  # _one_each: exactly one of the two
+        return Exponential(dist="exponential", mean=self.mttr)
 
 
 class Rework(SpecModel):
@@ -193,7 +202,7 @@ class Horizon(SpecModel):
     warmup: float = Field(default=0.0, ge=0, description="initial period deleted from statistics")
 
     @model_validator(mode="after")
-    def _inside(self):
+    def _inside(self) -> Self:
         if self.warmup >= self.length:
             raise ValueError(f"warmup ({self.warmup}) must be shorter than length ({self.length})")
         return self
@@ -224,7 +233,7 @@ class Scenario(SpecModel):
     economics: Economics = Field(default_factory=Economics)
 
     @model_validator(mode="after")
-    def _cross_references(self):
+    def _cross_references(self) -> Self:
         check_references(self)
         return self
 
@@ -232,8 +241,13 @@ class Scenario(SpecModel):
         return next(s for s in self.stations if s.name == name)
 
 
-def _unique(items, what: str, field: str):
-    seen = {}
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+def _unique(items: Sequence[_Named], what: str, field: str) -> dict[str, int]:
+    seen: dict[str, int] = {}
     for i, it in enumerate(items):
         if it.name in seen:
             raise SpecError((field, i, "name"), f"duplicate {what} name {it.name!r}")
@@ -242,55 +256,97 @@ def _unique(items, what: str, field: str):
 
 
 def check_references(s: Scenario) -> None:
-    """Semantic checks across the scenario; raises :class:`SpecError` with the field path."""
+    """Semantic checks across the scenario; raises :class:`SpecError` with the field path.
+
+    The first error found is reported: products in order, then each station with all of its
+    checks in turn, then the sources, then the limits of :func:`check_expansions`."""
     stations = _unique(s.stations, "station", "stations")
     products = _unique(s.products, "product", "products")
     families = {p.setup_family for p in s.products}
-    for i, p in enumerate(s.products):
-        for k, st in enumerate(p.route):
-            if st not in stations:
-                raise SpecError(("products", i, "route", k), f"unknown station {st!r} (stations: {', '.join(stations)})")
-            station = s.stations[stations[st]]
-            if station.process_time is None and p.name not in station.process_time_by_product:
-                raise SpecError(("stations", stations[st], "process_time"),
-                                f"no process time for product {p.name!r}, which visits {st!r}")
+    _check_routes(s, stations)
     for j, st in enumerate(s.stations):
-        for k, prod in enumerate(st.sequence or []):
-            if prod not in products:
-                raise SpecError(("stations", j, "sequence", k), f"unknown product {prod!r}")
-            if st.name not in s.products[products[prod]].route:
-                raise SpecError(("stations", j, "sequence", k), f"product {prod!r} does not visit {st.name!r}")
-        for prod in st.process_time_by_product:
-            if prod not in products:
-                raise SpecError(("stations", j, "process_time_by_product", prod), f"unknown product {prod!r}")
-        if st.setup is not None:
-            for a, row in st.setup.matrix.items():
-                if a not in families:
-                    raise SpecError(("stations", j, "setup", "matrix", a), f"unknown family {a!r}")
-                for b in row:
-                    if b not in families:
-                        raise SpecError(("stations", j, "setup", "matrix", a, b), f"unknown family {b!r}")
-        if st.rework is not None:
-            rw = st.rework
-            if rw.station not in stations:
-                raise SpecError(("stations", j, "rework", "station"), f"unknown station {rw.station!r}")
-            if rw.return_to not in stations:
-                raise SpecError(("stations", j, "rework", "return_to"), f"unknown station {rw.return_to!r}")
-            rs = s.stations[stations[rw.station]]
-            for p in s.products:
-                if st.name in p.route:
-                    if rw.return_to not in p.route[: p.route.index(st.name) + 1]:
-                        raise SpecError(("stations", j, "rework", "return_to"),
-                                        f"{rw.return_to!r} is not on product {p.name!r}'s route at or before {st.name!r}")
-                    if rs.process_time is None and p.name not in rs.process_time_by_product:
-                        raise SpecError(("stations", stations[rw.station], "process_time"),
-                                        f"no process time for product {p.name!r}, which may be reworked here")
-        names = _unique(st.parameters, "parameter", f"stations[{j}].parameters") if st.parameters else {}
-        if st.response is not None:
-            try:
-                check_response_ranges(st.response.compile(tuple(names)), st.parameters)
-            except SpecError as err:  # its path starts at the response's name
-                raise SpecError(("stations", j, "response", *err.path), err.msg) from None
+        _check_sequence(s, j, st, products)
+        _check_process_times(j, st, products)
+        _check_setup(j, st, families)
+        _check_rework(s, j, st, stations)
+        _check_parameters(j, st)
+    _check_sources(s, products)
+    check_expansions(s)
+
+
+def _check_routes(s: Scenario, stations: dict[str, int]) -> None:
+    """Every route names known stations, each with a process time for the product."""
+    for i, p in enumerate(s.products):
+        for k, name in enumerate(p.route):
+            if name not in stations:
+                raise SpecError(("products", i, "route", k),
+                                f"unknown station {name!r} (stations: {', '.join(stations)})")
+            station = s.stations[stations[name]]
+            if station.process_time is None and p.name not in station.process_time_by_product:
+                raise SpecError(("stations", stations[name], "process_time"),
+                                f"no process time for product {p.name!r}, which visits {name!r}")
+
+
+def _check_sequence(s: Scenario, j: int, st: Station, products: dict[str, int]) -> None:
+    """A fixed sequence names known products that visit the station."""
+    for k, prod in enumerate(st.sequence or []):
+        if prod not in products:
+            raise SpecError(("stations", j, "sequence", k), f"unknown product {prod!r}")
+        if st.name not in s.products[products[prod]].route:
+            raise SpecError(("stations", j, "sequence", k), f"product {prod!r} does not visit {st.name!r}")
+
+
+def _check_process_times(j: int, st: Station, products: dict[str, int]) -> None:
+    for prod in st.process_time_by_product:
+        if prod not in products:
+            raise SpecError(("stations", j, "process_time_by_product", prod), f"unknown product {prod!r}")
+
+
+def _check_setup(j: int, st: Station, families: set[str]) -> None:
+    """The setup matrix names known families."""
+    if st.setup is None:
+        return
+    for a, row in st.setup.matrix.items():
+        if a not in families:
+            raise SpecError(("stations", j, "setup", "matrix", a), f"unknown family {a!r}")
+        for b in row:
+            if b not in families:
+                raise SpecError(("stations", j, "setup", "matrix", a, b), f"unknown family {b!r}")
+
+
+def _check_rework(s: Scenario, j: int, st: Station, stations: dict[str, int]) -> None:
+    """Rework goes to a known station with a process time for every product it may get, and
+    returns to a station at or before this one on each product's route."""
+    rw = st.rework
+    if rw is None:
+        return
+    if rw.station not in stations:
+        raise SpecError(("stations", j, "rework", "station"), f"unknown station {rw.station!r}")
+    if rw.return_to not in stations:
+        raise SpecError(("stations", j, "rework", "return_to"), f"unknown station {rw.return_to!r}")
+    rs = s.stations[stations[rw.station]]
+    for p in s.products:
+        if st.name in p.route:
+            if rw.return_to not in p.route[: p.route.index(st.name) + 1]:
+                raise SpecError(("stations", j, "rework", "return_to"),
+                                f"{rw.return_to!r} is not on product {p.name!r}'s route at or before {st.name!r}")
+            if rs.process_time is None and p.name not in rs.process_time_by_product:
+                raise SpecError(("stations", stations[rw.station], "process_time"),
+                                f"no process time for product {p.name!r}, which may be reworked here")
+
+
+def _check_parameters(j: int, st: Station) -> None:
+    """Parameter names are unique, and the response model's ranges hold over their bounds."""
+    names = _unique(st.parameters, "parameter", f"stations[{j}].parameters") if st.parameters else {}
+    if st.response is not None:
+        try:
+            check_response_ranges(st.response.compile(tuple(names)), st.parameters)
+        except SpecError as err:  # its path starts at the response's name
+            raise SpecError(("stations", j, "response", *err.path), err.msg) from None
+
+
+def _check_sources(s: Scenario, products: dict[str, int]) -> None:
+    """Mixes and orders name known products with sensible weights; one saturated source at most."""
     for i, src in enumerate(s.sources):
         mix = getattr(src, "mix", None) or {}
         for prod, w in mix.items():
@@ -307,7 +363,6 @@ def check_references(s: Scenario) -> None:
     saturated = [i for i, src in enumerate(s.sources) if src.kind == "saturated"]
     if len(saturated) > 1:
         raise SpecError(("sources", saturated[1], "kind"), "at most one saturated source per scenario")
-    check_expansions(s)
 
 
 def check_expansions(s: Scenario) -> None:

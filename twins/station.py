@@ -4,6 +4,7 @@ describes the seam between the two."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import simpy
 
@@ -12,17 +13,21 @@ from twins.energy import BUSY, OFF, STANDBY, STATES
 from twins.machine import Machine, Part
 from twins.response import evaluate_responses
 
+if TYPE_CHECKING:
+    from twins.model import Line, Supply
+    from twins.spec import Station
+
 
 class StationRT:
     """A station at run time: buffer, machines, current setpoints and cumulative counters."""
 
-    def __init__(self, line, spec, index: int):
+    def __init__(self, line: Line, spec: Station, index: int):
         self.line, self.spec, self.index, self.name = line, spec, index, spec.name
         self.buffer = Buffer(line.env, spec.buffer, spec.name)
         self.machines: list[Machine] = []
         self.same_family = spec.dispatch == "same_family"
         self.external = spec.dispatch == "external"
-        self.supply = None  # set for the station a saturated source feeds
+        self.supply: Supply | None = None  # set for the station a saturated source feeds
         energy = spec.energy
         self.base_power = energy.power_kw.vector() if energy else [0.0] * len(STATES)
         self.power = list(self.base_power)
@@ -43,7 +48,7 @@ class StationRT:
         self.p_scrap = spec.scrap
         self.p_rework = spec.rework.probability if spec.rework else 0.0
         self.p_bad = self.p_scrap + self.p_rework
-        self.rework_station = None
+        self.rework_station: StationRT | None = None  # set by the line when the station has rework
         self.rework_return: dict[int, int] = {}
         self.max_cycles = spec.rework.max_cycles if spec.rework else 0
         self.params = {p.name: p.setpoint for p in spec.parameters}
@@ -82,7 +87,9 @@ class StationRT:
                 if part.reworks > self.max_cycles:
                     self.line.scrap(part)
                     return False
-                part.route = (self.rework_station,) + part.product.route[self.rework_return[part.product.index]:]
+                rework_station = self.rework_station
+                assert rework_station is not None  # p_rework > 0: the station has rework
+                part.route = (rework_station,) + part.product.route[self.rework_return[part.product.index]:]
                 part.step = -1
                 return True
         self.good += 1
@@ -124,6 +131,7 @@ class StationRT:
                 m.stop(now, self.off_state)
         else:
             ev, self.enable_ev = self.enable_ev, None
+            assert ev is not None  # made when the station went off
             for m in self.machines:
                 m.restart(now)
             ev.succeed()

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats as sps
 from tqdm.auto import tqdm
 
 from twins.errors import check_replications, check_seed
 from twins.jsonsafe import finite_or_none
 from twins.kpi import line_kpis, station_kpis, units
-from twins.model import Line
+from twins.machine import StateSpan
+from twins.model import Line, Sample
 from twins.spec import Scenario
 
 
@@ -34,8 +36,8 @@ class Replication:
     index: int
     kpis: dict[str, float]
     stations: dict[str, dict[str, float]]
-    series: list[tuple] | None = None
-    trace: list[tuple] | None = None
+    series: list[Sample] | None = None
+    trace: list[StateSpan] | None = None
 
 
 #: KPI numbers in JSON summaries: None for undefined (NaN), 12 decimals so that sums taken in a
@@ -55,7 +57,7 @@ def run_replication(scenario: Scenario, seed: int = 0, replication: int = 0, *, 
                        line.trace)
 
 
-def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+def confidence_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:
     """(mean, half width) of the Student-t interval; half width is NaN for fewer than 2 values."""
     x = np.asarray([v for v in values if not math.isnan(v)], float)
     if x.size == 0:
@@ -77,7 +79,7 @@ class Results:
     level: float = 0.95
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def values(self, kpi: str, station: str | None = None) -> np.ndarray:
+    def values(self, kpi: str, station: str | None = None) -> npt.NDArray[np.float64]:
         if station is None:
             return np.array([r.kpis.get(kpi, float("nan")) for r in self.replications])
         return np.array([r.stations[station][kpi] for r in self.replications])
@@ -89,7 +91,7 @@ class Results:
         """The ``twinopt run --json`` document (the command-line contract, docs/architecture.md)."""
         line_units, station_units = units(self.scenario)
 
-        def entry(vals, unit):
+        def entry(vals: npt.NDArray[np.float64], unit: str) -> dict[str, float | str | None]:
             m, h = confidence_interval(vals, self.level)
             return {"mean": _number(m), "half_width": _number(h), "unit": unit}
 
@@ -101,7 +103,7 @@ class Results:
                 "kpis": kpis, "stations": stations}
 
 
-def _run_one(args) -> Replication:
+def _run_one(args: tuple[Scenario, int, int, float | None]) -> Replication:
     scenario, seed, r, sample_every = args
     return run_replication(scenario, seed, r, sample_every=sample_every)
 
@@ -145,7 +147,9 @@ def replicate(scenario: Scenario, replications: int | None = None, seed: int = 0
                     pool.shutdown(cancel_futures=True)
     finally:
         bar.close()
-    return Results(scenario, seed, results)  # type: ignore[arg-type]
+    done = [r for r in results if r is not None]
+    assert len(done) == n  # every replication reported (a failed one raised above)
+    return Results(scenario, seed, done)
 
 
 @dataclass
@@ -169,7 +173,7 @@ class Comparison:
 
     def summary(self) -> dict[str, Any]:
         line_units, _ = units(self.a.scenario)
-        out = {}
+        out: dict[str, dict[str, float | str | None]] = {}
         for k in self.a.replications[0].kpis:
             if k not in self.b.replications[0].kpis:
                 continue
