@@ -285,3 +285,18 @@ def test_a_setpoint_out_of_bounds_gets_one_message_through_every_door():
     with pytest.raises(ScenarioError) as err:
         load_scenario(path, ["cell.speed=9"])
     assert str(err.value).endswith("stations[0].parameters[0]: value 9.0 is outside the bounds [0.5, 3.0] x nominal")
+
+
+def test_a_setup_matrix_without_default_costs_nothing_for_unlisted_changeovers():
+    # regression: the default setup used to stay a bare number and crash the twin at build time
+    from twins.spec import Scenario
+    from twins.stats import run_replication
+
+    sc = Scenario.model_validate({
+        "name": "matrix only", "horizon": {"length": 100},
+        "products": [{"name": "a", "route": ["s"]}, {"name": "b", "route": ["s"]}],
+        "sources": [{"kind": "saturated"}],
+        "stations": [{"name": "s", "process_time": 1.0, "setup": {"matrix": {"a": {"b": 2.0}}}}]})
+    assert sc.stations[0].setup.default.mean == 0
+    result = run_replication(sc, 1)
+    assert 0 < result.kpis["throughput"] <= 1.0

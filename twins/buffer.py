@@ -66,8 +66,8 @@ class Buffer:
         self.putters.append((ev, part))
         return ev
 
-    def try_get(self, family: str | None = None) -> Part | None:
-        """The next part (first in; with ``family``, the first of that family if any), or None."""
+    def try_get(self, family: int | None = None) -> Part | None:
+        """The next part (first in; with ``family`` (a family index), the first of that family if any), or None."""
         items = self.items
         if self.sequence is not None:
             return self._take_in_order()
