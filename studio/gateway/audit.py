@@ -211,8 +211,9 @@ class AuditLog:
                 problems.append(f"line {n}: seq {seq} where {expected} was expected (entry removed, inserted or "
                                 f"reordered)")
             if prev is not None and entry["prev"] != prev:
-                problems.append(f"line {n} (seq {seq}): prev does not match the entry before (entry removed, "
-                                f"inserted or reordered)")
+                problems.append(f"line {n} (seq {seq}): prev does not match the hash of line {n - 1} (that entry "
+                                f"edited, or an entry removed, inserted or reordered)" if n > 1 else
+                                f"line 1 (seq {seq}): prev is not the start of a chain (entries removed before it)")
             prev, expected, last = entry["hash"], (seq + 1 if isinstance(seq, int) else expected + 1), entry
         problems += self._head_problems(last, bool(lines))
         return problems
