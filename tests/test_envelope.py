@@ -46,7 +46,8 @@ BOUNDS = {"cell.a": (0, 100), "cell.b": (0, 10), "cell.c": (-50, 50)}
 
 
 def scenario_data(equipment: dict | None = ENVELOPE) -> dict:
-    params = [{"name": n.split(".")[1], "min": lo, "max": hi, "default": (lo + hi) / 2} for n, (lo, hi) in BOUNDS.items()]
+    params = [{"name": n.split(".")[1], "min": lo, "max": hi, "default": (lo + hi) / 2}
+              for n, (lo, hi) in BOUNDS.items()]
     data = {"name": "cell_line", "horizon": {"length": 100},
             "products": [{"name": "p", "route": ["cell"]}], "sources": [{"kind": "saturated"}],
             "stations": [{"name": "cell", "process_time": 1.0, "parameters": params}]}
@@ -170,7 +171,8 @@ def test_a_target_crossing_an_interlock_gets_no_plan_and_names_the_rule():
 def test_every_violation_is_listed_with_its_numbers():
     verdict = check(rec(a=95, b=6.5), CURRENT, scenario=SCENARIO, now=NOW)
     rules = {(v.tag, v.rule) for v in verdict.violations}
-    assert rules == {("cell.a", "hard"), ("cell.a", "per_push_up"), ("cell.a", "per_hour_up"), ("cell.b", "per_push_up")}
+    assert rules == {("cell.a", "hard"), ("cell.a", "per_push_up"), ("cell.a", "per_hour_up"),
+                     ("cell.b", "per_push_up")}
     assert any("95" in v.message and "[10, 90]" in v.message for v in verdict.violations)
 
 
