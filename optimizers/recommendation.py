@@ -42,8 +42,11 @@ def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
 
 
 def fingerprint(scenario: Scenario) -> str:
-    """sha256 of the scenario's canonical JSON: any change to the line changes the fingerprint."""
-    canonical = json.dumps(scenario.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    """sha256 of the scenario's canonical JSON without its ``equipment`` envelope: any change to the
+    line changes the fingerprint."""
+    # the equipment envelope does not change how the line behaves: editing it must not orphan recommendations
+    data = scenario.model_dump(mode="json", by_alias=True, exclude={"equipment"})
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

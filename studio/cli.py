@@ -30,6 +30,7 @@ COMMANDS = {
     "evaluate": "studio.commands.evaluate",
     "optimize": "studio.commands.optimize",
     "recommend": "studio.commands.recommend",
+    "audit": "studio.commands.audit",
 }
 
 

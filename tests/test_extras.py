@@ -45,7 +45,7 @@ def core_only(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_command_without_extras():
     proc = core_only("--help")
     assert proc.returncode == 0, proc.stderr
-    for command in ("run", "compare", "schema", "schedule", "train", "evaluate", "optimize", "recommend"):
+    for command in ("run", "compare", "schema", "schedule", "train", "evaluate", "optimize", "recommend", "audit"):
         assert command in proc.stdout
     for command in ("schedule", "train", "optimize", "recommend"):
         assert core_only(command, "--help").returncode == 0
@@ -67,6 +67,15 @@ def test_run_compare_and_schema_need_only_core(tmp_path):
     schema = core_only("schema")
     assert schema.returncode == 0, schema.stderr
     assert "properties" in json.loads(schema.stdout)
+
+
+def test_audit_verify_needs_only_core(tmp_path):
+    from studio.gateway.audit import AuditLog
+
+    AuditLog(tmp_path / "audit.jsonl").append("alice", "write", "confirmed", changes=[("a.x", 1.0, 2.0)])
+    proc = core_only("audit", "verify", "--log", str(tmp_path / "audit.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok: 1 entry, chain intact"
 
 
 @pytest.mark.parametrize("args, extra", [

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from twins.equipment import Equipment, check_equipment
 from twins.errors import ScenarioError, SpecError, format_path
 from twins.shipped import scenario_path
 from twins.spec import Scenario
@@ -203,3 +204,25 @@ def apply_override(data: dict[str, Any], item: str) -> None:
             cur = cur[part]
         else:
             raise ScenarioError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")
+
+
+def load_envelope(path: str | Path, scenario: Scenario) -> Equipment:
+    """Read a separate envelope file (the content of a scenario's ``equipment:`` section) for
+    ``scenario``; errors are :class:`ScenarioError` naming the file, the line and the field."""
+    file = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ScenarioError(f"cannot read file ({err.strerror or err})", file) from None
+    data, lines = parse_yaml(text, file)
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"an envelope must be a mapping of fields, not {type(data).__name__}", file, (), 1)
+    try:
+        envelope = Equipment.model_validate(data)
+        check_equipment(envelope, scenario, prefix=())
+    except ValidationError as err:
+        where, msg = _first_error(err, data)
+        raise ScenarioError(msg, file, where, _line_for(lines, where)) from None
+    except SpecError as err:
+        raise ScenarioError(err.msg, file, err.path, _line_for(lines, err.path)) from None
+    return envelope

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from twins.calendar import UNITS_PER_HOUR, Calendar, ClockTime, PlannedStop
 from twins.distributions import Distribution, Exponential
 from twins.energy import Energy, Tariff
+from twins.equipment import Equipment, check_equipment
 from twins.errors import SpecError
 from twins.response import Parameter, Response, check_response_ranges
 from twins.specmodel import SpecModel
@@ -231,10 +232,12 @@ class Scenario(SpecModel):
     tariff: Tariff | None = None
     co2_kg_per_kwh: float = Field(default=0.0, ge=0, description="grid emission factor")
     economics: Economics = Field(default_factory=Economics)
+    equipment: Equipment | None = Field(default=None, description="safety envelope for writing setpoints to equipment")
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
         check_references(self)
+        check_equipment(self.equipment, self)
         return self
 
     def station(self, name: str) -> Station:
