@@ -31,6 +31,7 @@ COMMANDS = {
     "optimize": "studio.commands.optimize",
     "recommend": "studio.commands.recommend",
     "audit": "studio.commands.audit",
+    "plant": "studio.commands.plant",
 }
 
 

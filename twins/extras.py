@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "rl": ("gymnasium", "stable_baselines3", "sb3_contrib", "torch"),
     "solvers": ("pyomo", "highspy", "ortools"),
     "search": ("optuna", "cmaes"),
+    "gateway": ("asyncua", "cryptography"),
 }
 _EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}
 #: twinopt's own packages: a missing one is a broken installation, never a missing extra
