@@ -15,7 +15,7 @@ from twins.extras import EXTRAS, requires
 
 BLOCKED = sorted(m for modules in EXTRAS.values() for m in modules)
 assert {"torch", "stable_baselines3", "sb3_contrib", "gymnasium", "pyomo", "highspy", "ortools",
-        "optuna", "cmaes"} <= set(BLOCKED)
+        "optuna", "cmaes", "asyncua"} <= set(BLOCKED)
 
 #: python -c program: refuse the optional packages, then run the CLI (or the code in argv[1] after "--code")
 WITHOUT_EXTRAS = f"""
@@ -45,9 +45,10 @@ def core_only(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_command_without_extras():
     proc = core_only("--help")
     assert proc.returncode == 0, proc.stderr
-    for command in ("run", "compare", "schema", "schedule", "train", "evaluate", "optimize", "recommend", "audit"):
+    for command in ("run", "compare", "schema", "schedule", "train", "evaluate", "optimize", "recommend", "audit",
+                    "plant"):
         assert command in proc.stdout
-    for command in ("schedule", "train", "optimize", "recommend"):
+    for command in ("schedule", "train", "optimize", "recommend", "plant"):
         assert core_only(command, "--help").returncode == 0
 
 
@@ -87,6 +88,7 @@ def test_audit_verify_needs_only_core(tmp_path):
     (["optimize", "glue_dispensing", "--budget", "2"], "search"),
     (["recommend", "setpoints", "glue_dispensing", "--budget", "2", "--out", "{tmp}/rec.json"], "search"),
     (["recommend", "energy", "smt_reflow_energy", "--out", "{tmp}/rec.json"], "solvers"),
+    (["plant", "glue_dispensing", "--port", "0", "--insecure"], "gateway"),
 ], ids=lambda v: " ".join(v[:3]) if isinstance(v, list) else v)
 def test_a_command_without_its_extra_exits_2_naming_it(args, extra, tmp_path):
     proc = core_only(*[a.format(tmp=tmp_path) for a in args])

@@ -26,21 +26,23 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.address_space import AttributeService
+from asyncua.server.user_managers import UserManager
 
 from studio.gateway.faults import Faults
-from studio.gateway.security import PLANT_APP_URI, PasswordUserManager, ensure_certificate
+from studio.gateway.security import PLANT_APP_URI, ensure_certificate, hash_password, verify_password
 from twins.calendar import UNITS_PER_HOUR
 from twins.energy import STATES
 from twins.errors import InputError
 from twins.kpi import line_kpis, station_kpis
-from twins.model import Line
+from twins.model import Line, Snapshot
 
 log = logging.getLogger("twinopt.plant")
 
@@ -132,11 +134,17 @@ class PlantSecurity:
         return cls(False, dict(users), Path(cert_dir))
 
 
+def _nid(sid: str) -> ua.NodeId:
+    """The NodeId ``ns=2;s=<sid>``."""
+    return ua.NodeId(ua.String(sid), ua.Int16(2))
+
+
 def _bad(code: int) -> ua.StatusCode:
-    return ua.StatusCode(code)
+    return ua.StatusCode(ua.UInt32(code))
 
 
 _GOOD = ua.StatusCode()
+_ADMIN = User(role=UserRole.Admin)  # asyncua's default for server-side writes
 
 
 class _PlantAttributeService(AttributeService):
@@ -147,7 +155,7 @@ class _PlantAttributeService(AttributeService):
         super().__init__(base._aspace)
         self.plant = plant
 
-    async def write(self, params: ua.WriteParameters, user: User = User(role=UserRole.Admin)) -> list[ua.StatusCode]:
+    async def write(self, params: ua.WriteParameters, user: User = _ADMIN) -> list[ua.StatusCode]:
         nodes = params.NodesToWrite
         own = [i for i, wv in enumerate(nodes) if wv.NodeId in self.plant._writers]
         if not own:
@@ -164,6 +172,23 @@ class _PlantAttributeService(AttributeService):
             for i, code in zip(rest, await super().write(sub, user), strict=True):
                 results[i] = code
         return [r if r is not None else _GOOD for r in results]
+
+
+class PasswordUserManager(UserManager):
+    """A user of the users file with the right password, nobody else (anonymous and
+    certificate-only clients are refused)."""
+
+    def __init__(self, users: Mapping[str, str]):
+        self.users = dict(users)
+        self._dummy = hash_password("twinopt-no-such-user")  # the same work for unknown names
+
+    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
+                 certificate: Any = None) -> User | None:
+        if not username or password is None:
+            return None
+        stored = self.users.get(username)
+        ok = verify_password(password, stored if stored is not None else self._dummy)
+        return User(role=UserRole.User, name=username) if ok and stored is not None else None
 
 
 @dataclass
@@ -219,7 +244,7 @@ class VirtualPlant:
         self.lag = 0.0
         self.achieved_speed = 0.0
         self._url: str | None = None
-        self._s0: dict[str, Any] | None = None  # the snapshot KPIs are measured from
+        self._s0: Snapshot | None = None  # the snapshot KPIs are measured from
 
     # -- tags -------------------------------------------------------------------------------------
     def _check_tags(self) -> None:
@@ -229,13 +254,15 @@ class VirtualPlant:
             if names.count(tag.name) > 1:
                 raise InputError(f"tag {tag.name}: listed twice")
             if tag.name not in params:
-                raise InputError(f"tag {tag.name}: no such station.parameter (parameters: {', '.join(params) or 'none'})")
+                raise InputError(f"tag {tag.name}: no such station.parameter "
+                                 f"(parameters: {', '.join(params) or 'none'})")
             if tag.type not in TAG_TYPES:
                 raise InputError(f"tag {tag.name}: type {tag.type!r} is not one of {', '.join(TAG_TYPES)}")
             try:
                 node = ua.NodeId.from_string(tag.node)
             except Exception:  # noqa: BLE001 - asyncua raises several types for a malformed NodeId
-                raise InputError(f"tag {tag.name}: node {tag.node!r} is not a NodeId (e.g. ns=2;s=line.speed)") from None
+                raise InputError(f"tag {tag.name}: node {tag.node!r} is not a NodeId "
+                                 f"(e.g. ns=2;s=dispenser.pressure_bar)") from None
             if node.NamespaceIndex != 2:
                 raise InputError(f"tag {tag.name}: node {tag.node!r}: the virtual plant serves namespace 2 only")
             if tag.low is not None and tag.high is not None and not tag.low < tag.high:
@@ -337,8 +364,8 @@ class VirtualPlant:
         if idx != 2:
             raise RuntimeError(f"the plant's namespace got index {idx}, expected 2")
         objects = self.server.nodes.objects
-        plant = await objects.add_object(ua.NodeId("plant", 2), ua.QualifiedName("Plant", 2))
-        line_obj = await plant.add_object(ua.NodeId("line", 2), ua.QualifiedName("Line", 2))
+        plant = await objects.add_object(_nid("plant"), ua.QualifiedName("Plant", 2))
+        line_obj = await plant.add_object(_nid("line"), ua.QualifiedName("Line", 2))
         line = self.line
         sc = self.scenario
         await self._ro(line_obj, "line.sim_time", 0.0, ua.VariantType.Double)
@@ -354,11 +381,11 @@ class VirtualPlant:
             await self._ro(line_obj, f"line.{name}", 0, ua.VariantType.Int32)
         await self._ro(line_obj, "line.energy_kwh", 0.0, ua.VariantType.Double)
         await self._ro(line_obj, "line.throughput_per_h", 0.0, ua.VariantType.Double)
-        kpi_obj = await plant.add_object(ua.NodeId("kpi", 2), ua.QualifiedName("KPIs", 2))
+        kpi_obj = await plant.add_object(_nid("kpi"), ua.QualifiedName("KPIs", 2))
         for name in LINE_KPIS:
             await self._ro(kpi_obj, f"kpi.{name}", math.nan, ua.VariantType.Double)
         for st in line.stations:
-            st_obj = await plant.add_object(ua.NodeId(st.name, 2), ua.QualifiedName(st.name, 2))
+            st_obj = await plant.add_object(_nid(st.name), ua.QualifiedName(st.name, 2))
             await self._ro(st_obj, f"{st.name}.machines", len(st.machines), ua.VariantType.Int32)
             for state in STATES:
                 await self._ro(st_obj, f"{st.name}.state.{state}", 0, ua.VariantType.Int32)
@@ -370,32 +397,32 @@ class VirtualPlant:
             await self._ro(st_obj, f"{st.name}.energy_kwh", 0.0, ua.VariantType.Double)
             for name in STATION_KPIS:
                 await self._ro(kpi_obj, f"kpi.{st.name}.{name}", math.nan, ua.VariantType.Double)
-        active = await plant.add_object(ua.NodeId("active", 2), ua.QualifiedName("ActiveSetpoints", 2))
-        staging = await plant.add_object(ua.NodeId("staging", 2), ua.QualifiedName("Staging", 2))
-        setpoints = await plant.add_object(ua.NodeId("setpoints", 2), ua.QualifiedName("Setpoints", 2))
+        active = await plant.add_object(_nid("active"), ua.QualifiedName("ActiveSetpoints", 2))
+        staging = await plant.add_object(_nid("staging"), ua.QualifiedName("Staging", 2))
+        setpoints = await plant.add_object(_nid("setpoints"), ua.QualifiedName("Setpoints", 2))
         for tag in self.tags:
             vt = _VARIANT[tag.type]
             value = self._typed(tag, line.station(tag.station).params[tag.parameter])
             var = await self._var(setpoints, ua.NodeId.from_string(tag.node), tag.name, value, vt, writable=True)
             self._tag_vars[tag.name] = var
-            self._writers[var.node] = lambda dv, tag=tag: self._write_setpoint(tag, dv)
+            self._writers[var.node] = partial(self._write_setpoint, tag)
             await self._ro(active, f"active.{tag.name}", float(value), ua.VariantType.Double)
-            staged = await self._var(staging, ua.NodeId(f"staging.{tag.name}", 2), tag.name, value, vt, writable=True)
-            self._writers[staged.node] = lambda dv, tag=tag, var=staged: self._write_staging(tag, var, dv)
-        await staging.add_method(ua.NodeId("staging.ApplyStaged", 2), ua.QualifiedName("ApplyStaged", 2),
+            staged = await self._var(staging, _nid(f"staging.{tag.name}"), tag.name, value, vt, writable=True)
+            self._writers[staged.node] = partial(self._write_staging, tag, staged)
+        await staging.add_method(_nid("staging.ApplyStaged"), ua.QualifiedName("ApplyStaged", 2),
                                  self._apply_staged, [], [ua.VariantType.Int32])
-        gw = await plant.add_object(ua.NodeId("gateway", 2), ua.QualifiedName("Gateway", 2))
-        beat = await self._var(gw, ua.NodeId("gateway.heartbeat", 2), "heartbeat", 0, ua.VariantType.UInt32,
+        gw = await plant.add_object(_nid("gateway"), ua.QualifiedName("Gateway", 2))
+        beat = await self._var(gw, _nid("gateway.heartbeat"), "heartbeat", 0, ua.VariantType.UInt32,
                                writable=True)
         self._writers[beat.node] = lambda dv: self._write_heartbeat(beat, dv)
-        active_flag = await self._var(gw, ua.NodeId("gateway.push_active", 2), "push_active", False,
+        active_flag = await self._var(gw, _nid("gateway.push_active"), "push_active", False,
                                       ua.VariantType.Boolean, writable=True)
         self._writers[active_flag.node] = lambda dv: self._write_push_active(active_flag, dv)
         self._vars["gateway.push_active"] = active_flag
         await self._ro(gw, "gateway.watchdog_trips", 0, ua.VariantType.UInt32)
         await self._ro(gw, "gateway.watchdog_s", self.watchdog_s, ua.VariantType.Double)
         # every other node of the plant is read-only: writes get BadNotWritable
-        for name, var in self._vars.items():
+        for var in self._vars.values():
             if var.node not in self._writers:
                 self._writers[var.node] = lambda dv: _bad(ua.StatusCodes.BadNotWritable)
 
@@ -412,7 +439,7 @@ class VirtualPlant:
         return var
 
     async def _ro(self, parent: Any, sid: str, value: Any, vtype: ua.VariantType) -> None:
-        var = await self._var(parent, ua.NodeId(sid, 2), sid.partition(".")[2], value, vtype)
+        var = await self._var(parent, _nid(sid), sid.partition(".")[2], value, vtype)
         self._vars[sid] = var
 
     async def _set(self, var: _Var, value: Any) -> None:
@@ -421,7 +448,7 @@ class VirtualPlant:
             return
         var.value = value
         assert self.server is not None
-        now = datetime.now(timezone.utc)
+        now = ua.DateTime.now(UTC)
         dv = ua.DataValue(ua.Variant(value, var.vtype), SourceTimestamp=now, ServerTimestamp=now)
         await self.server.iserver.aspace.write_attribute_value(var.node, ua.AttributeIds.Value, dv)
 
@@ -633,10 +660,11 @@ class VirtualPlant:
             await pub(f"{st.name}.scrap", int(st.scrapped))
             await pub(f"{st.name}.reworked", int(st.reworked))
             await pub(f"{st.name}.energy_kwh", float(sum(s["kwh"])))
-        if kpis and now > self._s0["t"]:
-            lk = line_kpis(line, self._s0, snap)
+        s0 = self._s0
+        if kpis and now > s0["t"]:
+            lk = line_kpis(line, s0, snap)
             for name in LINE_KPIS:
                 await pub(f"kpi.{name}", float(lk[name]))
-            for st_name, values in station_kpis(line, self._s0, snap).items():
+            for st_name, values in station_kpis(line, s0, snap).items():
                 for name in STATION_KPIS:
                     await pub(f"kpi.{st_name}.{name}", float(values[name]))

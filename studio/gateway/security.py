@@ -16,7 +16,6 @@ import re
 import secrets
 import socket
 from pathlib import Path
-from typing import Any
 
 from twins.errors import InputError
 
@@ -95,25 +94,6 @@ def add_user(path: str | Path, name: str, password: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write("\n".join(lines) + "\n")
-
-
-class PasswordUserManager:
-    """asyncua user manager: a user of the users file with the right password, nobody else
-    (anonymous and certificate-only clients are refused)."""
-
-    def __init__(self, users: dict[str, str]):
-        self.users = dict(users)
-        self._dummy = hash_password("twinopt-no-such-user")  # same work for unknown names
-
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> Any:
-        from asyncua.crypto.permission_rules import User, UserRole
-
-        if not username or password is None:
-            return None
-        stored = self.users.get(username)
-        ok = verify_password(password, stored if stored is not None else self._dummy)
-        return User(role=UserRole.User, name=username) if ok and stored is not None else None
 
 
 async def ensure_certificate(directory: str | Path, name: str, app_uri: str, *, server: bool) -> tuple[Path, Path]:
