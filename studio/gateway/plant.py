@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -54,6 +55,7 @@ _VARIANT = {"Float": ua.VariantType.Float, "Double": ua.VariantType.Double, "Int
 #: line KPIs published as ``kpi.<name>`` and station KPIs as ``kpi.<station>.<name>`` (since the start)
 LINE_KPIS = ("throughput", "lead_time", "wip", "scrap_rate", "energy_kwh_per_unit", "energy_cost", "co2_kg", "margin")
 STATION_KPIS = ("oee", "availability", "performance", "quality", "utilization", "blocked", "starved")
+_RUN_BUDGET_S = 0.01  # wall seconds of simulation between two turns of the server
 _KPI_EVERY_S = 1.0  # wall seconds between KPI updates (they scan every lead time so far)
 
 
@@ -602,13 +604,21 @@ class VirtualPlant:
         env, horizon = self.line.env, self.line.horizon
         wall0, sim0 = loop.time(), env.now
         last_kpi = wall0
-        chunk = self.rate * self.tick_s
+        per_tick = self.rate * self.tick_s  # simulated time per tick at the asked speed
+        # SimPy runs without yielding: advance in chunks sized to ~_RUN_BUDGET_S of computing each, so the
+        # server keeps answering whatever the speed (the chunk adapts to how fast the twin runs)
+        chunk = min(per_tick, 60.0 * UNITS_PER_HOUR[self.scenario.time_unit] / 3600.0)
         finished = False
         while True:
             now = loop.time()
             target = min(sim0 + (now - wall0) * self.rate, horizon)
             if env.now < target:
-                self.line.run(min(target, env.now + chunk))
+                step_end = min(target, env.now + chunk)
+                t = time.perf_counter()
+                self.line.run(step_end)
+                took = time.perf_counter() - t
+                if step_end == env.now + 0.0 and step_end < target:  # a full chunk: resize it
+                    chunk *= min(max(_RUN_BUDGET_S / max(took, 1e-6), 0.5), 2.0)
             self.lag = max(target - env.now, 0.0)
             elapsed = loop.time() - wall0
             if elapsed > 0:
@@ -623,7 +633,7 @@ class VirtualPlant:
                 self.on_event(f"the scenario's horizon ({horizon:g} {self.scenario.time_unit}) is reached: "
                               f"the clock stops, the server keeps serving")
             await self._publish(kpis=kpis)
-            await asyncio.sleep(self.tick_s if self.lag <= chunk else 0)
+            await asyncio.sleep(self.tick_s if self.lag <= per_tick else 0)
 
     async def _publish(self, *, kpis: bool) -> None:
         line = self.line
