@@ -265,10 +265,29 @@ def test_a_secure_plant_refuses_anonymous_and_wrong_passwords(tmp_path):
                 c.set_password(password or "")
             return c
 
+        async def plaintext_login(user: str | None, password: str | None) -> None:
+            """What asyncua's client refuses to do, done by hand: a SecurityPolicy#None channel the
+            plant does not offer, then a login with a plaintext password (or anonymous)."""
+            c = client(p.url)
+            try:
+                await c.connect_socket()
+                await c.send_hello()
+                await c.open_secure_channel()
+                with pytest.raises(ua.UaError, match="No matching endpoints"):  # the client's own check
+                    await c.create_session()
+                await c.activate_session(user, password)  # the server's check
+                await read(c, PRESSURE)
+            finally:
+                c.disconnect_socket()
+
         async def check() -> None:
-            with pytest.raises(Exception):  # noqa: B017 - no endpoint without security: refused either way
+            with pytest.raises(ua.UaError, match="No matching endpoints"):  # no endpoint without security
                 async with client(p.url) as c:
                     await read(c, PRESSURE)
+            with pytest.raises(ua.uaerrors.BadIdentityTokenRejected):
+                await plaintext_login(None, None)
+            with pytest.raises(ua.uaerrors.BadUserAccessDenied):  # the right password, but in plaintext
+                await plaintext_login("alice", "correct horse battery")
             encrypt = ua.MessageSecurityMode.SignAndEncrypt
             with pytest.raises(ua.uaerrors.BadIdentityTokenRejected):
                 async with await secure_client(encrypt, None, None) as c:

@@ -34,6 +34,7 @@ from typing import Any
 
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.server.address_space import AttributeService
 from asyncua.server.user_managers import UserManager
 
@@ -180,13 +181,16 @@ class PasswordUserManager(UserManager):
     """A user of the users file with the right password, nobody else (anonymous and
     certificate-only clients are refused)."""
 
-    def __init__(self, users: Mapping[str, str]):
+    def __init__(self, users: Mapping[str, str], channel_is_secure: Callable[[], bool]):
         self.users = dict(users)
+        self.channel_is_secure = channel_is_secure
         self._dummy = hash_password("twinopt-no-such-user")  # the same work for unknown names
 
     def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
                  certificate: Any = None) -> User | None:
-        if not username or password is None:
+        # asyncua 2.1 opens a SecurityPolicy#None channel even when no such endpoint is offered, and
+        # would take a plaintext password on it: a login counts only on a Basic256Sha256 channel
+        if not username or password is None or not self.channel_is_secure():
             return None
         stored = self.users.get(username)
         ok = verify_password(password, stored if stored is not None else self._dummy)
@@ -312,7 +316,8 @@ class VirtualPlant:
     async def start(self) -> None:
         """Build the address space, bind the server and start the clock."""
         sec = self.security
-        server = Server(user_manager=None if sec.insecure_ else PasswordUserManager(dict(sec.users)))
+        users = None if sec.insecure_ else PasswordUserManager(dict(sec.users), self._channel_is_secure)
+        server = Server(user_manager=users)
         await server.init()
         server.set_server_name(f"twinopt virtual plant ({self.scenario.name})")
         await server.set_application_uri(PLANT_APP_URI)
@@ -541,12 +546,30 @@ class VirtualPlant:
             await self._set(self._tag_vars[name], value)
             await self._publish_value(f"active.{name}", float(value))
 
+    def _current_connection(self) -> Any:
+        """The connection (asyncua's OPCUAProtocol) whose request is being served, or None: each
+        connection serves its requests in a task of its own."""
+        bserver = self.server.bserver if self.server is not None else None
+        if bserver is None:
+            return None
+        current = asyncio.current_task()
+        return next((c for c in bserver.clients if getattr(c, "_task", None) is current), None)
+
+    def _channel_is_secure(self) -> bool:
+        """Whether the request being served came over a Basic256Sha256 Sign or SignAndEncrypt
+        channel (False when that cannot be told: fail closed)."""
+        proto = self._current_connection()
+        connection = getattr(getattr(proto, "processor", None), "_connection", None)
+        policy = getattr(connection, "security_policy", None)
+        return (getattr(policy, "URI", None) == SecurityPolicyBasic256Sha256.URI
+                and getattr(policy, "Mode", None) in (ua.MessageSecurityMode.Sign,
+                                                      ua.MessageSecurityMode.SignAndEncrypt))
+
     def _drop_connection(self) -> None:
         """Close the connection of the client whose request is being served (after its answer)."""
         assert self.server is not None and self.server.bserver is not None
-        current = asyncio.current_task()
-        clients = self.server.bserver.clients
-        mine = [c for c in clients if getattr(c, "_task", None) is current] or list(clients)
+        proto = self._current_connection()
+        mine = [proto] if proto is not None else list(self.server.bserver.clients)
         for proto in mine:
             if proto.transport is not None:
                 asyncio.get_running_loop().call_soon(proto.transport.close)
