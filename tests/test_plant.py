@@ -22,7 +22,7 @@ pytest.importorskip("asyncua")
 from asyncua import Client, ua  # noqa: E402
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256  # noqa: E402
 
-from studio.gateway.plant import PlantSecurity, PlantTag, VirtualPlant, plant_tags  # noqa: E402
+from studio.gateway.plant import PlantSecurity, PlantTag, VirtualPlant, plant_signals, plant_tags  # noqa: E402
 from studio.gateway.security import ensure_certificate  # noqa: E402
 from twins.loader import load_scenario, scenario_from_data  # noqa: E402
 
@@ -116,6 +116,10 @@ def test_the_plant_serves_typed_tags_and_its_counters_advance(glue):
             assert sum(states) == await read(c, "ns=2;s=dispenser.machines") == 1
             assert re.match(r"^\d\d:\d\d:\d\d$", await read(c, "ns=2;s=line.clock"))
             assert await read(c, "ns=2;s=line.running") is True
+            assert await read(c, "ns=2;s=dispenser.mode_auto") is True  # the equipment section's signals
+            assert await read(c, "ns=2;s=dispenser.alarm") in (True, False)
+            with pytest.raises(ua.uaerrors.BadNotWritable):
+                await write(c, "ns=2;s=dispenser.alarm", False, ua.VariantType.Boolean)
     run(check())
 
 
@@ -172,10 +176,13 @@ def test_apply_staged_applies_all_targets_or_none(glue):
 
 def test_faults_reject_delay_and_stale_read_back(tmp_path):
     faults = tmp_path / "faults.yaml"
-    faults.write_text("reject_writes: [dispenser.temperature_c]\nwrite_latency_s: 0.5\nstale_readback_s: 1.0\n")
+    faults.write_text("reject_writes: [dispenser.temperature_c]\nwrite_latency_s: 0.5\nstale_readback_s: 1.0\n"
+                      "signals: {dispenser.mode_auto: false, dispenser.alarm: true}\n")
     with plant("glue_dispensing", "--port", "0", "--speed", "600", "--insecure", "--faults", str(faults)) as p:
         async def check() -> None:
             async with client(p.url) as c:
+                assert (await read(c, "ns=2;s=dispenser.mode_auto"), await read(c, "ns=2;s=dispenser.alarm")) == \
+                    (False, True)  # forced signals
                 with pytest.raises(ua.uaerrors.BadDeviceFailure):
                     await write(c, TEMP, 42.0, D)
                 t0 = time.monotonic()
@@ -315,6 +322,7 @@ def test_a_secure_plant_refuses_anonymous_and_wrong_passwords(tmp_path):
     (["glue_dispensing", "--insecure", "--speed", "0"], "speed"),
     (["glue_dispensing", "--insecure", "--faults", "{tmp}/faults.yaml"], "stale_readback_s"),
     (["glue_dispensing", "--insecure", "--faults", "{tmp}/unknown.yaml"], "reject_writes: unknown tag"),
+    (["glue_dispensing", "--insecure", "--faults", "{tmp}/signal.yaml"], "not a signal"),
     (["glue_dispensing", "--users", "{tmp}/plain.txt"], "plaintext passwords are refused"),
     (["no_such_scenario", "--insecure"], "no shipped scenario"),
     (["--add-user", "bob"], "--users"),
@@ -323,6 +331,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     (tmp_path / "faults.yaml").write_text("stale_readback_s: -1\n")
     (tmp_path / "unknown.yaml").write_text("reject_writes: [dispenser.no_such]\n")
     (tmp_path / "plain.txt").write_text("alice: secret\n")
+    (tmp_path / "signal.yaml").write_text("signals: {dispenser.no_such: true}\n")
     proc = run_cli("plant", *[a.format(tmp=tmp_path) for a in args])
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
@@ -360,13 +369,15 @@ def test_tags_typed_float_int32_and_boolean_are_enforced_by_type_and_limits(glue
     run(check())
 
 
-def test_plant_tags_read_the_equipment_section_when_there_is_one():
-    from types import SimpleNamespace
-
-    scenario = load_scenario("glue_dispensing")
-    assert [(t.name, t.node, t.type, t.low, t.high) for t in plant_tags(scenario)][0] == \
-        ("dispenser.pressure_bar", "ns=2;s=dispenser.pressure_bar", "Double", 1.5, 5.0)
-    equipment = SimpleNamespace(tags=[SimpleNamespace(name="dispenser.speed_mm_s", node="ns=2;s=DB1.speed",
-                                                      type="Int32", low=None, high=40)])
-    with_equipment = SimpleNamespace(stations=scenario.stations, equipment=equipment)
-    assert plant_tags(with_equipment) == [PlantTag("dispenser.speed_mm_s", "ns=2;s=DB1.speed", "Int32", 10, 40)]
+def test_plant_tags_and_signals_come_from_the_equipment_section_else_from_the_parameters():
+    glue = load_scenario("glue_dispensing")
+    assert glue.equipment is not None
+    assert plant_tags(glue)[0] == PlantTag("dispenser.pressure_bar", "ns=2;s=dispenser.pressure_bar", "Double",
+                                           2.0, 4.5)  # the equipment's hard limits
+    assert [(s.name, s.node, s.type) for s in plant_signals(glue)] == [
+        ("dispenser.mode_auto", "ns=2;s=dispenser.mode_auto", "Boolean"),
+        ("dispenser.alarm", "ns=2;s=dispenser.alarm", "Boolean")]
+    bare = glue.model_copy(update={"equipment": None})
+    assert plant_tags(bare)[0] == PlantTag("dispenser.pressure_bar", "ns=2;s=dispenser.pressure_bar", "Double",
+                                           1.5, 5.0)  # the parameter's bounds
+    assert plant_signals(bare) == []

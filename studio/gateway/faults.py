@@ -6,6 +6,7 @@ A YAML or JSON file with any of these keys (docs/plant.md, "Faults")::
     drop_after_writes: 3                      # after the 3rd accepted write, the connection is dropped (once)
     stale_readback_s: 2.0                     # an accepted write takes effect, and reads back, 2 s later
     write_latency_s: 0.5                      # every write to a plant tag answers 0.5 s late
+    signals: {dispenser.mode_auto: false}     # force equipment signals (an operator switched to manual)
 """
 from __future__ import annotations
 
@@ -34,9 +35,13 @@ class Faults(SpecModel):
     write_latency_s: float = Field(default=0.0, ge=0, le=MAX_DELAY_S,
                                    description="every write to a plant tag answers this many seconds late")
 
+    signals: dict[str, bool | float] = Field(default_factory=dict,
+                                             description="equipment signals forced to these values")
+
     @property
     def any(self) -> bool:
-        return bool(self.reject_writes or self.drop_after_writes or self.stale_readback_s or self.write_latency_s)
+        return bool(self.reject_writes or self.drop_after_writes or self.stale_readback_s or self.write_latency_s
+                    or self.signals)
 
 
 def load_faults(path: str | Path) -> Faults:
@@ -56,7 +61,7 @@ def load_faults(path: str | Path) -> Faults:
         data = {}
     if not isinstance(data, dict):
         raise InputError(f"{file}: a faults file is a mapping (reject_writes, drop_after_writes, stale_readback_s, "
-                         f"write_latency_s)")
+                         f"write_latency_s, signals)")
     try:
         return Faults.model_validate(data)
     except ValidationError as err:

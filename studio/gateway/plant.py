@@ -25,7 +25,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from functools import partial
@@ -81,39 +81,38 @@ class PlantTag:
         return self.name.rpartition(".")[2]
 
 
-def _first(obj: Any, *names: str) -> Any:
-    for name in names:
-        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
-        if value is not None:
-            return value
-    return None
-
-
 def plant_tags(scenario: Any) -> list[PlantTag]:
-    """The plant's setpoint tags: from the scenario's ``equipment`` section when it has one (per tag
-    its node, type and limits), else one Double tag per process parameter, ``ns=2;s=<station>.<parameter>``
-    with the parameter's bounds."""
-    equipment = getattr(scenario, "equipment", None)
+    """The plant's setpoint tags: the scenario's ``equipment`` tags when it has that section (their
+    node, type and ``hard`` limits, default the parameter's bounds), else one Double tag per process
+    parameter, ``ns=2;s=<station>.<parameter>``, with the parameter's bounds."""
     params = {f"{st.name}.{p.name}": p for st in scenario.stations for p in st.parameters}
+    equipment = getattr(scenario, "equipment", None)
     if equipment is None:
         return [PlantTag(name, f"ns=2;s={name}", "Double", p.min, p.max) for name, p in params.items()]
-    tags = _first(equipment, "tags") or equipment
-    items: Iterable[tuple[Any, Any]]
-    if isinstance(tags, Mapping):
-        items = tags.items()
-    else:
-        items = ((_first(t, "name", "tag"), t) for t in tags)
     out = []
-    for name, t in items:
-        limits = _first(t, "limits")
-        low = _first(t, "low", "min", "hard_min") if limits is None else _first(limits, "low", "min")
-        high = _first(t, "high", "max", "hard_max") if limits is None else _first(limits, "high", "max")
-        p = params.get(str(name))
-        out.append(PlantTag(str(name), str(_first(t, "node", "node_id", "nodeid") or f"ns=2;s={name}"),
-                            str(_first(t, "type") or "Double"),
-                            low if low is not None else (p.min if p else None),
-                            high if high is not None else (p.max if p else None)))
+    for tag in equipment.tags:
+        p = params.get(tag.name)
+        low, high = tag.hard if tag.hard is not None else ((p.min, p.max) if p is not None else (None, None))
+        out.append(PlantTag(tag.name, tag.node_id, tag.type, low, high))
     return out
+
+
+@dataclass(frozen=True)
+class PlantSignal:
+    """A read-only signal of the scenario's ``equipment`` section (a mode, an alarm) that permissives
+    and interlocks read: ``name``, ``node`` (an ``ns=2`` NodeId string), ``type``."""
+
+    name: str
+    node: str
+    type: str = "Boolean"
+
+
+def plant_signals(scenario: Any) -> list[PlantSignal]:
+    """The ``equipment`` section's signals (none without one)."""
+    equipment = getattr(scenario, "equipment", None)
+    if equipment is None:
+        return []
+    return [PlantSignal(sig.name, sig.node_id, sig.type) for sig in equipment.signals]
 
 
 @dataclass(frozen=True)
@@ -230,6 +229,7 @@ class VirtualPlant:
         self.on_event = on_event or (lambda message: log.warning("%s", message))
         self.line = Line(scenario, seed)
         self.tags = list(tags) if tags is not None else plant_tags(scenario)
+        self.signals = plant_signals(scenario)
         self._check_tags()
         #: simulated time units per wall second
         self.rate = self.speed * UNITS_PER_HOUR[scenario.time_unit] / 3600.0
@@ -237,6 +237,7 @@ class VirtualPlant:
         self._vars: dict[str, _Var] = {}
         self._writers: dict[ua.NodeId, Callable[[ua.DataValue], Any]] = {}
         self._tag_vars: dict[str, _Var] = {}
+        self._signal_vars: list[tuple[PlantSignal, _Var]] = []
         self._staged: dict[str, Any] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -276,6 +277,38 @@ class VirtualPlant:
         unknown = [n for n in self.faults.reject_writes if n not in names]
         if unknown:
             raise InputError(f"faults: reject_writes: unknown tag {unknown[0]!r} (tags: {', '.join(names) or 'none'})")
+        signals = [s.name for s in self.signals]
+        unknown = [n for n in self.faults.signals if n not in signals]
+        if unknown:
+            raise InputError(f"faults: signals: {unknown[0]!r} is not a signal of the equipment section "
+                             f"(signals: {', '.join(signals) or 'none'})")
+        for sig in self.signals:
+            if sig.type not in TAG_TYPES:
+                raise InputError(f"signal {sig.name}: type {sig.type!r} is not one of {', '.join(TAG_TYPES)}")
+            try:
+                ua.NodeId.from_string(sig.node)
+            except Exception:  # noqa: BLE001 - asyncua raises several types for a malformed NodeId
+                raise InputError(f"signal {sig.name}: node {sig.node!r} is not a NodeId") from None
+
+    def signal_value(self, signal: PlantSignal) -> Any:
+        """A signal's value now: forced by the faults file, else ``<station>.alarm`` is true while a
+        machine of the station is down, ``<station>.mode_auto`` is true, anything else false or 0."""
+        forced = self.faults.signals.get(signal.name)
+        if forced is not None:
+            value: float = float(forced)
+        else:
+            station, _, what = signal.name.rpartition(".")
+            st = next((x for x in self.line.stations if x.name == station), None)
+            now = self.line.env.now
+            if st is not None and what == "alarm":
+                value = float(sum(m.current_state(now) == STATES.index("down") for m in st.machines))
+            elif st is not None and what == "mode_auto":
+                value = 1.0
+            else:
+                value = 0.0
+        if signal.type == "Boolean":
+            return bool(value)
+        return int(value) if signal.type == "Int32" else float(value)
 
     def setpoints(self) -> dict[str, float]:
         """The setpoints the twin uses now, by tag name."""
@@ -418,6 +451,14 @@ class VirtualPlant:
             self._writers[staged.node] = partial(self._write_staging, tag, staged)
         await staging.add_method(_nid("staging.ApplyStaged"), ua.QualifiedName("ApplyStaged", 2),
                                  self._apply_staged, [], [ua.VariantType.Int32])
+        if self.signals:
+            signals = await plant.add_object(_nid("signals"), ua.QualifiedName("Signals", 2))
+            for sig in self.signals:
+                node = ua.NodeId.from_string(sig.node)
+                if node.to_string() in self._vars:  # one of the plant's own read-only nodes already
+                    continue
+                var = await self._var(signals, node, sig.name, self.signal_value(sig), _VARIANT[sig.type])
+                self._signal_vars.append((sig, var))
         gw = await plant.add_object(_nid("gateway"), ua.QualifiedName("Gateway", 2))
         beat = await self._var(gw, _nid("gateway.heartbeat"), "heartbeat", 0, ua.VariantType.UInt32,
                                writable=True)
@@ -693,6 +734,8 @@ class VirtualPlant:
             await pub(f"{st.name}.scrap", int(st.scrapped))
             await pub(f"{st.name}.reworked", int(st.reworked))
             await pub(f"{st.name}.energy_kwh", float(sum(s["kwh"])))
+        for sig, var in self._signal_vars:
+            await self._set(var, self.signal_value(sig))
         s0 = self._s0
         if kpis and now > s0["t"]:
             lk = line_kpis(line, s0, snap)
