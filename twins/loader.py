@@ -7,7 +7,8 @@ the spec's own :class:`~twins.errors.SpecError` paths are mapped back onto those
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,17 @@ def scenario_from_data(data: Any, file: str | None = None, lines: Mapping[Path_,
     if not isinstance(data, Mapping):
         raise ScenarioError(f"a scenario must be a mapping of fields, not {type(data).__name__}", file, (), 1)
     ctx = {"base_dir": str(base_dir or (Path(file).parent if file else "."))}
+    with located_errors(data, file, lines):
+        scenario = Scenario.model_validate(data, context=ctx)
+    return scenario
+
+
+@contextmanager
+def located_errors(data: Any, file: str | None, lines: Mapping[Path_, int]) -> Iterator[None]:
+    """Turn pydantic's and the spec's errors raised inside the block into one-line
+    :class:`ScenarioError` s naming the file, the line and the field path."""
     try:
-        return Scenario.model_validate(data, context=ctx)
+        yield
     except ValidationError as err:
         path, msg = _first_error(err, data)
         raise ScenarioError(msg, file, path, _line_for(lines, path)) from None
@@ -134,16 +144,21 @@ def scenario_from_data(data: Any, file: str | None = None, lines: Mapping[Path_,
         raise ScenarioError(err.msg, file, err.path, _line_for(lines, err.path)) from None
 
 
-def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Read and validate a scenario file — a path, or the name of a shipped scenario (``smt_line``,
-    see :mod:`twins.shipped`) — applying ``--set path=value`` overrides first."""
-    path = scenario_path(path)
+def read_yaml_file(path: str | Path) -> tuple[Any, dict[Path_, int], str]:
+    """``(data, lines, file)`` of a YAML file; an unreadable file or bad YAML is a ScenarioError."""
     file = str(path)
     try:
         text = Path(path).read_text()
     except OSError as err:
         raise ScenarioError(f"cannot read file ({err.strerror or err})", file) from None
     data, lines = parse_yaml(text, file)
+    return data, lines, file
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Read and validate a scenario file — a path, or the name of a shipped scenario (``smt_line``,
+    see :mod:`twins.shipped`) — applying ``--set path=value`` overrides first."""
+    data, lines, file = read_yaml_file(scenario_path(path))
     if isinstance(data, dict):
         for item in overrides:
             try:
@@ -209,20 +224,10 @@ def apply_override(data: dict[str, Any], item: str) -> None:
 def load_envelope(path: str | Path, scenario: Scenario) -> Equipment:
     """Read a separate envelope file (the content of a scenario's ``equipment:`` section) for
     ``scenario``; errors are :class:`ScenarioError` naming the file, the line and the field."""
-    file = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise ScenarioError(f"cannot read file ({err.strerror or err})", file) from None
-    data, lines = parse_yaml(text, file)
+    data, lines, file = read_yaml_file(path)
     if not isinstance(data, Mapping):
         raise ScenarioError(f"an envelope must be a mapping of fields, not {type(data).__name__}", file, (), 1)
-    try:
+    with located_errors(data, file, lines):
         envelope = Equipment.model_validate(data)
         check_equipment(envelope, scenario, prefix=())
-    except ValidationError as err:
-        where, msg = _first_error(err, data)
-        raise ScenarioError(msg, file, where, _line_for(lines, where)) from None
-    except SpecError as err:
-        raise ScenarioError(err.msg, file, err.path, _line_for(lines, err.path)) from None
     return envelope
