@@ -7,12 +7,12 @@ the spec's own :class:`~twins.errors.SpecError` paths are mapped back onto those
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from twins.equipment import Equipment, check_equipment
 from twins.errors import ScenarioError, SpecError, format_path
@@ -101,7 +101,8 @@ def _line_for(lines: Mapping[Path_, int], path: Path_) -> int | None:
     return None
 
 
-def _first_error(err: ValidationError, data: Any) -> tuple[Path_, str]:
+def _first_error(err: ValidationError, data: Any, what: str = "the scenario format; see `twinopt schema`"
+                 ) -> tuple[Path_, str]:
     errors = err.errors(include_url=False)
     # prefer the most specific complaint: the deepest location
     e = max(errors, key=lambda e: len(_data_path(data, e["loc"], e["type"] == "missing")))
@@ -109,7 +110,7 @@ def _first_error(err: ValidationError, data: Any) -> tuple[Path_, str]:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if e["type"] == "extra_forbidden":
-        msg = "unknown field (not part of the scenario format; see `twinopt schema`)"
+        msg = f"unknown field (not part of {what})"
     elif e["type"] == "missing":
         msg = "required field is missing"
     more = len(errors) - 1
@@ -206,9 +207,14 @@ def apply_override(data: dict[str, Any], item: str) -> None:
             raise ScenarioError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")
 
 
-def load_envelope(path: str | Path, scenario: Scenario) -> Equipment:
-    """Read a separate envelope file (the content of a scenario's ``equipment:`` section) for
-    ``scenario``; errors are :class:`ScenarioError` naming the file, the line and the field."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_document(path: str | Path, model: type[M], what: str, check: Callable[[M], None] | None = None) -> M:
+    """Read a YAML or JSON file other than a scenario (an envelope, a plant state) into ``model``,
+    then run ``check`` on it (cross-references raising :class:`SpecError` with a field path).
+    Every error is a :class:`ScenarioError` naming the file, the line and the field; ``what``
+    names the format in messages (``"the plant-state format (docs/state.md)"``)."""
     file = str(path)
     try:
         text = Path(path).read_text()
@@ -216,13 +222,21 @@ def load_envelope(path: str | Path, scenario: Scenario) -> Equipment:
         raise ScenarioError(f"cannot read file ({err.strerror or err})", file) from None
     data, lines = parse_yaml(text, file)
     if not isinstance(data, Mapping):
-        raise ScenarioError(f"an envelope must be a mapping of fields, not {type(data).__name__}", file, (), 1)
+        raise ScenarioError(f"expected a mapping of fields ({what}), not {type(data).__name__}", file, (), 1)
     try:
-        envelope = Equipment.model_validate(data)
-        check_equipment(envelope, scenario, prefix=())
+        doc = model.model_validate(data)
+        if check is not None:
+            check(doc)
     except ValidationError as err:
-        where, msg = _first_error(err, data)
+        where, msg = _first_error(err, data, what)
         raise ScenarioError(msg, file, where, _line_for(lines, where)) from None
     except SpecError as err:
         raise ScenarioError(err.msg, file, err.path, _line_for(lines, err.path)) from None
-    return envelope
+    return doc
+
+
+def load_envelope(path: str | Path, scenario: Scenario) -> Equipment:
+    """Read a separate envelope file (the content of a scenario's ``equipment:`` section) for
+    ``scenario``; errors are :class:`ScenarioError` naming the file, the line and the field."""
+    return load_document(path, Equipment, "the envelope format (docs/gateway.md)",
+                         lambda envelope: check_equipment(envelope, scenario, prefix=()))
