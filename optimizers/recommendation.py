@@ -13,15 +13,14 @@ solver status and gap, wall time), tied to the exact scenario by a fingerprint.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib.metadata
-import json
 import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from twins.spec import Scenario
+from twins.spec import fingerprint as spec_fingerprint
 from twins.stats import Comparison, Results
 
 Kind = Literal["setpoints", "schedule", "energy_plan"]
@@ -42,12 +41,9 @@ def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
 
 
 def fingerprint(scenario: Scenario) -> str:
-    """sha256 of the scenario's canonical JSON without its ``equipment`` envelope: any change to the
-    line changes the fingerprint."""
-    # the equipment envelope does not change how the line behaves: editing it must not orphan recommendations
-    data = scenario.model_dump(mode="json", by_alias=True, exclude={"equipment"})
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    """sha256 of the scenario's canonical JSON without its ``equipment`` envelope (:func:`twins.spec.fingerprint`,
+    which plant states share)."""
+    return spec_fingerprint(scenario)
 
 
 class Estimate(BaseModel):

@@ -7,13 +7,13 @@ the spec's own :class:`~twins.errors.SpecError` paths are mapped back onto those
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from twins.equipment import Equipment, check_equipment
 from twins.errors import ScenarioError, SpecError, format_path
@@ -21,6 +21,8 @@ from twins.shipped import scenario_path
 from twins.spec import Scenario
 
 Path_ = tuple[str | int, ...]
+#: how messages name the scenario format
+SCENARIO_FORMAT = "the scenario format; see `twinopt schema`"
 
 
 def _lines(node: yaml.Node, path: Path_, out: dict[Path_, int], file: str) -> None:
@@ -102,7 +104,8 @@ def _line_for(lines: Mapping[Path_, int], path: Path_) -> int | None:
     return None
 
 
-def _first_error(err: ValidationError, data: Any) -> tuple[Path_, str]:
+def _first_error(err: ValidationError, data: Any, what: str = SCENARIO_FORMAT
+                 ) -> tuple[Path_, str]:
     errors = err.errors(include_url=False)
     # prefer the most specific complaint: the deepest location
     e = max(errors, key=lambda e: len(_data_path(data, e["loc"], e["type"] == "missing")))
@@ -110,7 +113,7 @@ def _first_error(err: ValidationError, data: Any) -> tuple[Path_, str]:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if e["type"] == "extra_forbidden":
-        msg = "unknown field (not part of the scenario format; see `twinopt schema`)"
+        msg = f"unknown field (not part of {what})"
     elif e["type"] == "missing":
         msg = "required field is missing"
     more = len(errors) - 1
@@ -132,13 +135,14 @@ def scenario_from_data(data: Any, file: str | None = None, lines: Mapping[Path_,
 
 
 @contextmanager
-def located_errors(data: Any, file: str | None, lines: Mapping[Path_, int]) -> Iterator[None]:
+def located_errors(data: Any, file: str | None, lines: Mapping[Path_, int],
+                   what: str = SCENARIO_FORMAT) -> Iterator[None]:
     """Turn pydantic's and the spec's errors raised inside the block into one-line
-    :class:`ScenarioError` s naming the file, the line and the field path."""
+    :class:`ScenarioError` s naming the file, the line and the field path (``what``: the format)."""
     try:
         yield
     except ValidationError as err:
-        path, msg = _first_error(err, data)
+        path, msg = _first_error(err, data, what)
         raise ScenarioError(msg, file, path, _line_for(lines, path)) from None
     except SpecError as err:
         raise ScenarioError(err.msg, file, err.path, _line_for(lines, err.path)) from None
@@ -221,13 +225,26 @@ def apply_override(data: dict[str, Any], item: str) -> None:
             raise ScenarioError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_document(path: str | Path, model: type[M], what: str, check: Callable[[M], None] | None = None) -> M:
+    """Read a YAML or JSON file other than a scenario (an envelope, a plant state) into ``model``,
+    then run ``check`` on it (cross-references raising :class:`SpecError` with a field path).
+    Every error is a :class:`ScenarioError` naming the file, the line and the field; ``what``
+    names the format in messages (``"the plant-state format (docs/state.md)"``)."""
+    data, lines, file = read_yaml_file(path)
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"expected a mapping of fields ({what}), not {type(data).__name__}", file, (), 1)
+    with located_errors(data, file, lines, what):
+        doc = model.model_validate(data)
+        if check is not None:
+            check(doc)
+    return doc
+
+
 def load_envelope(path: str | Path, scenario: Scenario) -> Equipment:
     """Read a separate envelope file (the content of a scenario's ``equipment:`` section) for
     ``scenario``; errors are :class:`ScenarioError` naming the file, the line and the field."""
-    data, lines, file = read_yaml_file(path)
-    if not isinstance(data, Mapping):
-        raise ScenarioError(f"an envelope must be a mapping of fields, not {type(data).__name__}", file, (), 1)
-    with located_errors(data, file, lines):
-        envelope = Equipment.model_validate(data)
-        check_equipment(envelope, scenario, prefix=())
-    return envelope
+    return load_document(path, Equipment, "the envelope format (docs/gateway.md)",
+                         lambda envelope: check_equipment(envelope, scenario, prefix=()))

@@ -17,6 +17,8 @@ Semantics (docs/scenario.md repeats them; tests rely on them):
   there is room, while the machine is repaired.
 * Planned off (off shift, breaks, planned stops, commanded off): idle machines stop at once,
   busy ones finish their part first; blocked ones are counted as planned off until released.
+* Started from a plant state (:mod:`twins.state`): the machine first carries on from its
+  :class:`Start` (:meth:`Machine._resume`: repair, setup, work, hand-over), then runs its loop.
 
 The seam with the station: a machine reads its station's setpoints and availability, and reports
 to it through methods (:meth:`~twins.station.StationRT.part_started`,
@@ -35,7 +37,9 @@ times per event. ``_now`` has been the attribute behind ``now`` throughout SimPy
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Generator, Iterator
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any, cast
 
 import simpy
@@ -44,6 +48,7 @@ from simpy import Interrupt
 from twins.energy import BLOCKED, BUSY, DOWN, IDLE, OFF, SETUP, STANDBY, STATES
 
 if TYPE_CHECKING:
+    from twins.buffer import Buffer
     from twins.model import Order, ProductRT
     from twins.station import StationRT
 
@@ -87,6 +92,18 @@ def _failure(irq: Interrupt) -> FailureMode:
     return cast(FailureMode, irq.cause)
 
 
+class Start:
+    """What a machine is doing at t = 0 when the line starts from a plant state (:mod:`twins.state`):
+    ``state`` (BUSY, SETUP, BLOCKED or DOWN; idle machines need none), the ``part`` on it (or None)
+    and the durations the line resolved at build time: ``repair`` left (DOWN), ``setup`` left
+    (SETUP) and ``work`` left on the part (BUSY; SETUP and DOWN with a part: a whole operation)."""
+
+    __slots__ = ("state", "part", "repair", "setup", "work")
+
+    def __init__(self, state: int, part: Part | None, repair: float = 0.0, setup: float = 0.0, work: float = 0.0):
+        self.state, self.part, self.repair, self.setup, self.work = state, part, repair, setup, work
+
+
 class FailureMode:
     __slots__ = ("ttf", "repair", "left")
 
@@ -128,6 +145,9 @@ class Machine:
         self.blocked_off = False
         self.waiting: simpy.Event | None = None
         self.trace = trace
+        # No further attributes without measuring: up to 29 instance attributes keep CPython 3.11's
+        # inline (key-shared) attribute storage, and every attribute access on the hot path is ~7 %
+        # slower beyond (the start state lives in Line.starts, the generator in self.proc).
         self.proc = env.process(self.run())
         for mode in time_modes:
             env.process(self._time_failures(mode))
@@ -235,6 +255,41 @@ class Machine:
         if self.off_since is not None and self.state in (OFF, STANDBY) and self.state != off_state:
             self.switch(off_state)
 
+    # -- observation -----------------------------------------------------------------------------
+    def holding(self) -> Part | None:
+        """The part on the machine now — being set up for, processed, caught by a failure, or
+        finished and waiting for room downstream — or None.
+
+        Read from the suspended process rather than tracked (no bookkeeping on the hot path): the
+        local ``part`` of :meth:`run` (or of :meth:`_resume` while the machine finishes its start
+        state) is the current part, except while the process waits for one (``_off``,
+        ``_await_part``, ``_decision``), where it still names the previous part. A finished part
+        (its route already points past this station) is on the machine only while it waits for a
+        place downstream; a failure while blocked does not hold it back."""
+        start = self.pending_start()
+        if start is not None:
+            return start.part
+        # simpy's Process keeps its generator as _generator (SimPy 3 and 4), read here only
+        body = cast("GeneratorType[simpy.Event, Any, None]", self.proc._generator)
+        if inspect.getgeneratorstate(body) == inspect.GEN_CREATED:  # the line has not run yet
+            return None
+        inner = body.gi_yieldfrom
+        code = getattr(inner, "gi_code", None)
+        if code in _WAITING:
+            return None
+        frame = cast("GeneratorType[simpy.Event, Any, None]", inner) if code is _RESUME else body
+        part: Part | None = inspect.getgeneratorlocals(frame).get("part")
+        if part is None or part.step >= len(part.route):
+            return None
+        here = part.route[part.step]
+        if here is self.station:
+            return part
+        return part if any(p is part for _, p in here.buffer.putters) else None
+
+    def pending_start(self) -> Start | None:
+        """The start state (:mod:`twins.state`) while the machine has not taken it up yet, else None."""
+        return self.station.line.starts.get(self)
+
     # -- the process ---------------------------------------------------------------------------
     def run(self) -> Process:  # noqa: C901 — the hot path stays one generator: a sub-generator costs a call per event
         env, st = self.env, self.station
@@ -243,6 +298,9 @@ class Machine:
         # None only for products that never visit the station (check_references): not per part
         samplers, quality = cast(list[Iterator[float]], self.proc_samplers), self.quality
         part_started, operation_done = st.part_started, st.operation_done  # bound once: the hot path
+        start = line.starts.pop(self, None)  # once per run, before the loop: the plant state the line starts from
+        if start is not None:
+            yield from self._resume(start)
         while True:
             if not st.enabled:
                 yield from self._off()
@@ -301,26 +359,67 @@ class Machine:
                 continue
             nxt = route[part.step].buffer
             if not nxt.try_put(part):
+                yield from self._wait_for_room(nxt, part)
+
+    def _wait_for_room(self, nxt: Buffer, part: Part) -> Process:
+        """Blocked after service: hold the finished ``part`` until ``nxt`` takes it; a failure
+        meanwhile is repaired without holding the part back."""
+        env, st = self.env, self.station
+        if st.enabled:
+            self.switch(BLOCKED)
+        else:  # finished after its station went off: a planned stop, not a blockage
+            self._block_off(env._now, st.off_state)
+        ev = nxt.wait_put(part)
+        try:
+            yield ev
+        except Interrupt as irq:
+            yield from self._repair(_failure(irq))
+            while not ev.processed:
                 if st.enabled:
                     self.switch(BLOCKED)
-                else:  # finished after its station went off: a planned stop, not a blockage
+                elif not self.blocked_off:
                     self._block_off(env._now, st.off_state)
-                ev = nxt.wait_put(part)
                 try:
                     yield ev
-                except Interrupt as irq:
-                    yield from self._repair(_failure(irq))
-                    while not ev.processed:
-                        if st.enabled:
-                            self.switch(BLOCKED)
-                        elif not self.blocked_off:
-                            self._block_off(env._now, st.off_state)
-                        try:
-                            yield ev
-                        except Interrupt as irq2:
-                            yield from self._repair(_failure(irq2))
-                if self.blocked_off:
-                    self._unblock_off(env._now, BLOCKED)
+                except Interrupt as irq2:
+                    yield from self._repair(_failure(irq2))
+        if self.blocked_off:
+            self._unblock_off(env._now, BLOCKED)
+
+    def _resume(self, start: Start) -> Process:
+        """Carry on from the state the line started in (once, before :meth:`run`'s loop): finish
+        the repair, then the setup and the work on the part (with the station's current recipe),
+        then hand the part over as the loop would. The part started before t = 0, so it is not
+        counted as started here; its completed operation is."""
+        env, st = self.env, self.station
+        part = start.part
+        if start.state == DOWN:
+            self.failing = True  # as if a failure had struck: no second failure, no planned stop meanwhile
+            yield from self._repair_for(start.repair)
+        if part is None:
+            if start.state == SETUP and start.setup > 0.0:  # a warm-up without a part
+                yield from self._work(start.setup, SETUP)
+            return
+        self.family = part.family
+        if start.state != BLOCKED:
+            if start.state == SETUP and start.setup > 0.0:
+                yield from self._work(start.setup, SETUP)
+            t_start, factor = env._now, st.factor
+            if self.op_modes:
+                yield from self._busy_with_op_failures(start.work)
+            else:
+                yield from self._work(start.work, BUSY)
+            if st.line.op_trace is not None:
+                st.line.op_trace.append((self.name, st.name, part.product.name, t_start, env._now))
+            if not st.operation_done(part, factor, self.quality):
+                return
+            part.step += 1
+        if part.step == len(part.route):
+            st.line.exit(part)
+            return
+        nxt = part.route[part.step].buffer
+        if not nxt.try_put(part):
+            yield from self._wait_for_room(nxt, part)
 
     def _decision(self) -> Generator[simpy.Event, Any, Part | None]:
         """Ask the line's controller which waiting part to start (takes no simulated time)."""
@@ -384,10 +483,13 @@ class Machine:
             yield from self._repair(mode)
 
     def _repair(self, mode: FailureMode) -> Process:
+        return self._repair_for(next(mode.repair))
+
+    def _repair_for(self, duration: float) -> Process:
         env = self.env
         self.switch(DOWN)
         self._not_up(env._now)
-        end = env._now + next(mode.repair)
+        end = env._now + duration
         while True:
             try:
                 yield env.timeout(end - env._now)
@@ -449,3 +551,9 @@ class Machine:
             self.proc.interrupt(mode)
             yield repaired
             need = next(mode.ttf)
+
+
+#: Where :meth:`Machine.run` waits for a part (its local ``part`` is stale there), and the start-up
+#: generator whose own ``part`` is current; see :meth:`Machine.holding`.
+_WAITING = (Machine._off.__code__, Machine._await_part.__code__, Machine._decision.__code__)
+_RESUME = Machine._resume.__code__

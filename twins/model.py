@@ -25,9 +25,10 @@ from twins.calendar import UNITS_PER_HOUR, off_intervals
 from twins.distributions import BLOCK
 from twins.energy import STATES
 from twins.errors import InputError
-from twins.machine import FailureMode, Machine, Part, Process, SetupSamplers, StateSpan
+from twins.machine import FailureMode, Machine, Part, Process, SetupSamplers, Start, StateSpan
 from twins.response import check_setpoints
 from twins.spec import ArrivalSource, OrderSource, Scenario
+from twins.state import PlantState, check_state, place
 from twins.station import StationRT
 
 #: ``trace=True``: (product, entry time, exit time, "good" | "scrap") of every unit leaving the line
@@ -133,10 +134,15 @@ class Line:
     """One replication of a scenario, ready to run."""
 
     def __init__(self, scenario: Scenario, seed: int = 0, replication: int = 0, *, trace: bool = False,
-                 sample_every: float | None = None):
+                 sample_every: float | None = None, state: PlantState | None = None):
         self.scenario, self.seed, self.replication = scenario, seed, replication
+        if state is not None:
+            check_state(state, scenario)
         env = self.env = simpy.Environment()
         self.uph = UNITS_PER_HOUR[scenario.time_unit]
+        #: clock time at t = 0, hours: the plant state's time of day, else the scenario's start_clock
+        self.start_clock = (state.time_of_day if state is not None and state.time_of_day is not None
+                            else scenario.start_clock)
         self.horizon = scenario.horizon.length
         self.trace: list[StateSpan] | None = [] if trace else None
         self.part_trace: list[PartSpan] | None = [] if trace else None
@@ -147,12 +153,15 @@ class Line:
         self.wip, self.wip_area, self.t_wip = 0, 0.0, 0.0
         self.lead_times: list[float] = []
         self.orders: list[Order] = []
+        #: what machines do first when the line starts from a plant state (twins.state.place); a
+        #: machine takes its entry out when its process starts
+        self.starts: dict[Machine, Start] = {}
         #: (machine, event) waiting for a controller's choice
         self.decisions: deque[tuple[Machine, simpy.Event]] = deque()
         self.decision_ready: simpy.Event | None = None
         self.completed_orders: list[Order] = []
         tariff = scenario.tariff
-        self.segments = (tariff.price_segments(self.horizon, scenario.start_clock, scenario.time_unit) if tariff
+        self.segments = (tariff.price_segments(self.horizon, self.start_clock, scenario.time_unit) if tariff
                          else [(0.0, 0.0)])
         self.price = self.segments[0][1]
 
@@ -187,6 +196,8 @@ class Line:
         for st in self.stations:
             self._build_machines(st, fam_index)
             st.apply_responses()
+        if state is not None:  # before any process runs: the machines start from it
+            place(self, state)
         self._build_sources(by_name)
         self._build_calendar()
         if len(self.segments) > 1:
@@ -256,11 +267,12 @@ class Line:
         sc = self.scenario
         self.line_on = True
         self.line_on_ev: simpy.Event | None = None
-        line_off = off_intervals(sc.calendar, [], self.horizon, sc.start_clock, sc.time_unit)
+        line_off = off_intervals(sc.calendar, [], self.horizon, self.start_clock, sc.time_unit)
         if line_off:
             self.env.process(self._line_calendar(line_off))
         for st in self.stations:
-            off = off_intervals(sc.calendar, st.spec.planned_stops, self.horizon, sc.start_clock, sc.time_unit)
+            off = off_intervals(sc.calendar, st.spec.planned_stops, self.horizon, self.start_clock,
+                                sc.time_unit)
             if off:
                 self.env.process(self._station_calendar(st, off))
 

@@ -8,6 +8,8 @@ the loader turns into ``file:line: path: message``. docs/scenario.md documents e
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import Annotated, Literal, Protocol, Self
 
@@ -242,6 +244,15 @@ class Scenario(SpecModel):
 
     def station(self, name: str) -> Station:
         return next(s for s in self.stations if s.name == name)
+
+
+def fingerprint(scenario: Scenario) -> str:
+    """sha256 of the scenario's canonical JSON without its ``equipment`` envelope: any change to the
+    line changes the fingerprint (recommendations and plant states name the scenario they are for)."""
+    # the equipment envelope does not change how the line behaves: editing it must not orphan recommendations
+    data = scenario.model_dump(mode="json", by_alias=True, exclude={"equipment"})
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class _Named(Protocol):

@@ -27,6 +27,7 @@ from twins.kpi import line_kpis, station_kpis, units
 from twins.machine import StateSpan
 from twins.model import Line, Sample
 from twins.spec import Scenario
+from twins.state import PlantState, check_state
 
 
 @dataclass
@@ -46,9 +47,10 @@ _number = partial(finite_or_none, digits=12)
 
 
 def run_replication(scenario: Scenario, seed: int = 0, replication: int = 0, *, sample_every: float | None = None,
-                    trace: bool = False) -> Replication:
-    """Simulate one replication: warm-up, then the observed window up to the horizon."""
-    line = Line(scenario, seed, replication, trace=trace, sample_every=sample_every)
+                    trace: bool = False, state: PlantState | None = None) -> Replication:
+    """Simulate one replication: warm-up, then the observed window up to the horizon; from the
+    plant ``state`` instead of an empty line when given."""
+    line = Line(scenario, seed, replication, trace=trace, sample_every=sample_every, state=state)
     line.run(scenario.horizon.warmup)
     s0 = line.snapshot()
     line.run(scenario.horizon.length)
@@ -103,9 +105,9 @@ class Results:
                 "kpis": kpis, "stations": stations}
 
 
-def _run_one(args: tuple[Scenario, int, int, float | None]) -> Replication:
-    scenario, seed, r, sample_every = args
-    return run_replication(scenario, seed, r, sample_every=sample_every)
+def _run_one(args: tuple[Scenario, int, int, float | None, PlantState | None]) -> Replication:
+    scenario, seed, r, sample_every, state = args
+    return run_replication(scenario, seed, r, sample_every=sample_every, state=state)
 
 
 def default_workers(replications: int) -> int:
@@ -114,17 +116,21 @@ def default_workers(replications: int) -> int:
 
 def replicate(scenario: Scenario, replications: int | None = None, seed: int = 0, *, workers: int | None = None,
               executor: Executor | None = None, progress: bool | str = False,
-              sample_every: float | None = None, series_replications: int = 1) -> Results:
+              sample_every: float | None = None, series_replications: int = 1,
+              state: PlantState | None = None) -> Results:
     """Run ``replications`` independent replications (in parallel processes by default).
 
     ``executor`` may be any :class:`concurrent.futures.Executor` (a Ray or Dask executor plugs in
     here); otherwise ``workers`` processes are used (1 = in this process). ``sample_every``
-    records time series for the first ``series_replications`` replications (for reports).
+    records time series for the first ``series_replications`` replications (for reports). With a
+    plant ``state`` every replication starts from it (:mod:`twins.state`), with its own streams.
     """
     n = scenario.replications if replications is None else replications
     check_replications(n)
     check_seed(seed)
-    jobs = [(scenario, seed, r, sample_every if r < series_replications else None) for r in range(n)]
+    if state is not None:  # bad input fails here, once, not in every worker
+        check_state(state, scenario)
+    jobs = [(scenario, seed, r, sample_every if r < series_replications else None, state) for r in range(n)]
     results: list[Replication | None] = [None] * n
     desc = progress if isinstance(progress, str) else f"{scenario.name}: replications"
     bar = tqdm(total=n, desc=desc, unit="rep", disable=None if progress else True, leave=False)
@@ -187,10 +193,15 @@ class Comparison:
 
 
 def compare(a: Scenario, b: Scenario, replications: int | None = None, seed: int = 0, *, workers: int | None = None,
-            progress: bool = False) -> Comparison:
-    """Run both scenarios with the same seeds (common random numbers) and pair the replications."""
+            progress: bool = False, state: PlantState | None = None, state_b: PlantState | None = None
+            ) -> Comparison:
+    """Run both scenarios with the same seeds (common random numbers) and pair the replications;
+    from the plant ``state`` when given (B from ``state_b`` if given: the same plant without the
+    setpoints B's what-if sets)."""
     n = a.replications if replications is None else replications
-    ra = replicate(a, n, seed, workers=workers, progress=f"{a.name}: replications" if progress else False)
-    rb = replicate(b, n, seed, workers=workers, progress=f"{b.name}: replications" if progress else False)
+    ra = replicate(a, n, seed, workers=workers, progress=f"{a.name}: replications" if progress else False,
+                   state=state)
+    rb = replicate(b, n, seed, workers=workers, progress=f"{b.name}: replications" if progress else False,
+                   state=state if state_b is None else state_b)
     return Comparison(ra, rb)
 

@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set-a", dest="set_a", action="append", default=[], metavar="PATH=VALUE", help="override in A")
     p.add_argument("--set-b", dest="set_b", action="append", default=[], metavar="PATH=VALUE", help="override in B")
+    p.add_argument("--from-state", dest="from_state", metavar="STATE",
+                   help="both start from a plant state file of A's line (docs/state.md); no warm-up unless set")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--json", metavar="OUT")
     p.add_argument("--quiet", "-q", action="store_true")
@@ -33,8 +35,18 @@ def main(args: argparse.Namespace) -> int:
     check_writable(args.json)
     a = load_scenario(args.a, args.set_a)
     b = load_scenario(args.b, args.set_b)
-    result = compare(a, b, args.replications, args.seed, workers=args.workers, progress=not args.quiet)
+    state = state_b = None
+    if args.from_state:
+        from twins.state import load_state, what_if
+
+        plant = load_state(args.from_state, load_scenario(args.a) if args.set_a else a)
+        a, state = what_if(plant, a, args.set_a)
+        b, state_b = what_if(plant, b, args.set_b)
+    result = compare(a, b, args.replications, args.seed, workers=args.workers, progress=not args.quiet,
+                     state=state, state_b=state_b)
     summary = result.summary()
+    if args.from_state:
+        summary["from_state"] = args.from_state
     if not args.quiet:
         t = Table(title=f"B − A under common random numbers ({summary['replications']} paired replications, "
                         f"seed {summary['seed']}, 95 % CI)", title_justify="left")
