@@ -8,6 +8,12 @@ Exit codes (README, "Exit codes"), each with one line on stderr when not 0:
 * 2 — bad input (:class:`~twins.errors.InputError`: a file, a field, an option), ``twinopt: error: …``;
 * 3 — no solution found (:class:`~twins.errors.NoSolutionFound`: a solver ran on valid input and
   found nothing, e.g. infeasible or out of time), ``twinopt: no solution: …``;
+* 4 — a push failed and was rolled back (:class:`~twins.errors.EquipmentError`: a write refused,
+  a read-back stale, the connection dropped; every changed tag confirmed at its previous value),
+  ``twinopt: equipment: rolled back: …``;
+* 5 — a push failed and not even the rollback could be confirmed
+  (:class:`~twins.errors.EquipmentUncertain`), ``twinopt: equipment: uncertain: …``; the endpoint
+  is blocked until ``twinopt push --reconcile``;
 * 1 — internal error (a bug), ``twinopt: internal error: …``; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
@@ -17,7 +23,7 @@ import importlib
 import os
 import sys
 
-from twins.errors import InputError, NoSolutionFound
+from twins.errors import EquipmentError, EquipmentUncertain, InputError, NoSolutionFound
 from twins.extras import requires
 
 #: subcommand name -> module; order is the order of ``twinopt --help``.
@@ -32,6 +38,7 @@ COMMANDS = {
     "recommend": "studio.commands.recommend",
     "audit": "studio.commands.audit",
     "plant": "studio.commands.plant",
+    "push": "studio.commands.push",
 }
 
 
@@ -70,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except NoSolutionFound as err:
         print(f"twinopt: no solution: {err}", file=sys.stderr)
         return 3
+    except EquipmentError as err:
+        print(f"twinopt: equipment: {err}", file=sys.stderr)
+        return 5 if isinstance(err, EquipmentUncertain) else 4
     except KeyboardInterrupt:
         print("twinopt: interrupted", file=sys.stderr)
         return 130

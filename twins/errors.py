@@ -1,8 +1,9 @@
 """twinopt's errors: one root, one type per kind of failure (gymnasium/error.py's habit), so callers
 catch types and never test an error's text. Every one renders as a single line fit for a terminal.
 
-CLI exit codes: :class:`InputError` (and its subclasses) 2, :class:`NoSolutionFound` 3, anything
-else 1 (an internal error).
+CLI exit codes: :class:`InputError` (and its subclasses) 2, :class:`NoSolutionFound` 3,
+:class:`EquipmentError` 4 (a push rolled back), :class:`EquipmentUncertain` 5 (not even the
+rollback could be confirmed), anything else 1 (an internal error).
 
 Checks that several modules make on the same kind of value (:func:`check_replications`,
 :func:`check_seed`) live here, so the same mistake gets the same type and message everywhere.
@@ -57,7 +58,23 @@ class EnvelopeViolation(TwinoptError):
 
 
 class EquipmentError(TwinoptError):
-    """Equipment (an OPC UA server, a PLC) refused, failed or could not be reached."""
+    """Equipment (an OPC UA server, a PLC) refused or failed during a push, which was rolled back
+    (every changed tag confirmed at its previous value); the CLI exits with 4."""
+
+
+class EquipmentUncertain(EquipmentError):
+    """A push failed and not even its rollback could be confirmed: the named tags may hold any
+    value the push passed through. The gateway refuses further pushes to that endpoint until
+    ``twinopt push --reconcile``; the CLI exits with 5."""
+
+
+class PushRefused(InputError):
+    """A push the gateway refused before writing anything: outside the envelope, an approval
+    missing, a permissive false, an endpoint blocked after an uncertain push (exit 2)."""
+
+
+class EndpointUnreachable(InputError):
+    """The equipment could not be reached or refused the login before anything was written (exit 2)."""
 
 
 def format_path(path: Sequence[str | int]) -> str:

@@ -258,6 +258,17 @@ def check(recommendation: Recommendation, current: Mapping[str, float], history:
     return Verdict((), approvals, plan)
 
 
+def validate(recommendation: Recommendation, scenario: Scenario, envelope: Equipment | None = None) -> tuple[Tag, ...]:
+    """The envelope tags ``recommendation`` sets, checked without any reading: the kind can be
+    pushed, the fingerprint matches ``scenario``, every tag is declared, every value finite. A
+    writer calls it before connecting, so bad input never reaches the equipment."""
+    env = envelope if envelope is not None else scenario.equipment
+    if env is None:
+        raise InputError(f"scenario {scenario.name!r} declares no equipment envelope (an `equipment:` section "
+                         f"or an envelope file): nothing can be pushed")
+    return tuple(tag for tag, _ in _targets(recommendation, scenario, env).values())
+
+
 def _targets(rec: Recommendation, scenario: Scenario, env: Equipment) -> dict[str, tuple[Tag, float]]:
     """Tag name → (tag, recommended value); InputError for what cannot be checked at all."""
     if rec.kind != "setpoints":

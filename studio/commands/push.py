@@ -1,0 +1,152 @@
+"""Push a setpoint recommendation to equipment over OPC UA, checked against the safety envelope.
+
+Reads the current values, checks the recommendation against the scenario's envelope (or
+--envelope), then writes it step by step (ramps, dwell), rechecking permissives and interlocks
+before every step and reading every value back; any failure rolls back every changed tag. Every
+step goes to the audit trail (--data DIR/audit.jsonl). docs/gateway.md ("Push") has the details.
+
+Exit codes: 0 verified, dry-run or already pushed; 2 bad input, unreachable endpoint or refused
+(envelope, approval, permissive, endpoint blocked); 4 rolled back; 5 uncertain (the endpoint is
+blocked until --reconcile).
+
+Examples:
+  twinopt push out/glue_rec.json --endpoint opc.tcp://127.0.0.1:4840/twinopt/ --insecure --dry-run
+  twinopt push out/glue_rec.json --endpoint opc.tcp://plc:4840/ --username alice --password-env PLC_PW \\
+      --approved-by carol
+  twinopt push --reconcile --endpoint opc.tcp://plc:4840/ --scenario glue_dispensing --insecure
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recommendation", metavar="RECOMMENDATION", nargs="?",
+                   help="a setpoint Recommendation JSON file (twinopt optimize --json)")
+    p.add_argument("--endpoint", required=True, metavar="URL", help="OPC UA endpoint, opc.tcp://HOST:PORT[/PATH]")
+    sec = p.add_mutually_exclusive_group()
+    sec.add_argument("--insecure", action="store_true",
+                     help="no security, anonymous (tests and demos on loopback); must be given explicitly")
+    sec.add_argument("--username", metavar="U", help="OPC UA login (Basic256Sha256 with a client certificate)")
+    p.add_argument("--password-env", metavar="VAR", help="environment variable holding the --username's password")
+    p.add_argument("--mode", choices=("SignAndEncrypt", "Sign"), default="SignAndEncrypt",
+                   help="message security mode with --username (default SignAndEncrypt)")
+    p.add_argument("--cert-dir", default="twinopt-data/pki", metavar="DIR",
+                   help="the gateway's client certificate and key, generated when absent (default twinopt-data/pki)")
+    p.add_argument("--user", metavar="NAME", help="who pushes, for the audit trail (default: the OS user)")
+    p.add_argument("--approved-by", metavar="NAME", help="approver's sign-off (someone else than --user)")
+    p.add_argument("--dry-run", action="store_true", help="read and check, print the plan, write nothing")
+    p.add_argument("--staging", action="store_true",
+                   help="write targets to the staging nodes and apply each step with staging.ApplyStaged")
+    p.add_argument("--reconcile", action="store_true",
+                   help="read the live values, record them as reconciled and lift the block of an uncertain push")
+    p.add_argument("--scenario", metavar="S", help="scenario file or name (default: the recommendation's)")
+    p.add_argument("--envelope", metavar="FILE", help="envelope file (default: the scenario's equipment section)")
+    p.add_argument("--data", default="twinopt-data", metavar="DIR", help="data folder of the audit trail")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="timeout of every request (default 5)")
+    p.add_argument("--readback-timeout", type=float, default=2.0, metavar="S",
+                   help="how long a written value may take to read back (default 2)")
+    p.add_argument("--settle", type=float, default=3.0, metavar="S",
+                   help="how long a rollback's values must hold when a write may be in flight (default 3)")
+    p.add_argument("--dwell-scale", type=float, default=1.0, metavar="F",
+                   help="factor on every step's dwell (default 1; 1/S for a virtual plant at --speed S)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from twins.errors import EquipmentError, EquipmentUncertain, InputError, PushRefused
+    from twins.extras import requires
+    from twins.loader import load_envelope, load_scenario
+
+    if not (args.insecure or args.username):
+        raise InputError("choose the security: --username U --password-env VAR (Basic256Sha256) or, explicitly, "
+                         "--insecure")
+    password = None
+    if args.username:
+        if not args.password_env:
+            raise InputError("--username needs --password-env VAR (the variable holding the password)")
+        password = os.environ.get(args.password_env)
+        if not password:
+            raise InputError(f"${args.password_env} is not set")
+    if args.reconcile and (args.recommendation or args.dry_run or args.approved_by):
+        raise InputError("--reconcile reads and records the live values: give no RECOMMENDATION, --dry-run or "
+                         "--approved-by")
+    if not args.reconcile and not args.recommendation:
+        raise InputError("push needs a RECOMMENDATION file (or --reconcile)")
+    rec = _read_recommendation(args.recommendation) if args.recommendation else None
+    scenario_ref = args.scenario or (rec.scenario if rec is not None else None)
+    if scenario_ref is None:
+        raise InputError("--reconcile needs --scenario (whose envelope names the tags to read)")
+    scenario = load_scenario(scenario_ref)
+    envelope = load_envelope(args.envelope, scenario) if args.envelope else None
+
+    with requires("gateway", "twinopt push"):
+        import asyncua  # noqa: F401 - the extra, named before any work
+
+        from studio.gateway import push as gw
+        from studio.gateway.audit import AuditLog
+    import logging
+
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # its warnings are for developers
+    security = (gw.PushSecurity.insecure() if args.insecure else
+                gw.PushSecurity.with_password(args.username, password or "", args.cert_dir, args.mode))
+    timing = gw.Timing(call_s=args.timeout, readback_s=args.readback_timeout, settle_s=args.settle,
+                       dwell_scale=args.dwell_scale)
+    audit = AuditLog(Path(args.data) / "audit.jsonl")
+    user = args.user or gw.default_user()
+    if args.reconcile:
+        values = gw.run(gw.reconcile(endpoint=args.endpoint, scenario=scenario, audit=audit, security=security,
+                                     user=user, envelope=envelope, timing=timing))
+        shown = ", ".join(f"{n} = {v:g}" for n, v in values.items())
+        print(f"reconciled: {gw.normalize_endpoint(args.endpoint)}: {shown}")
+        return 0
+    assert rec is not None
+    result = gw.run(gw.push(rec, endpoint=args.endpoint, scenario=scenario, audit=audit, security=security,
+                            user=user, envelope=envelope, dry_run=args.dry_run, staging=args.staging,
+                            approved_by=args.approved_by, timing=timing))
+    if result.outcome == "dry-run":
+        _print_plan(result, args.dwell_scale)
+        return 0
+    if result.ok:
+        print(f"{result.outcome}: recommendation {rec.id} v{rec.version} at {result.endpoint}"
+              + (f" ({result.steps_done} steps)" if result.outcome == "verified" else ""))
+        return 0
+    if result.outcome.startswith("refused"):
+        raise PushRefused(result.outcome)
+    if result.uncertain_tags:
+        raise EquipmentUncertain(f"{result.outcome} ({result.detail}); pushes to {result.endpoint} are refused until "
+                                 f"`twinopt push --reconcile`")
+    raise EquipmentError(f"{result.outcome}: {result.detail}")
+
+
+def _read_recommendation(path: str):
+    from optimizers.recommendation import Recommendation
+    from twins.errors import InputError
+
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the recommendation ({err.strerror or err})") from None
+    try:
+        return Recommendation.from_json(text)
+    except ValueError as err:
+        first = str(err).splitlines()
+        raise InputError(f"{path}: not a Recommendation ({' '.join(first[:3])})") from None
+
+
+def _print_plan(result, dwell_scale: float) -> None:
+    plan = result.plan
+    moving = {c.tag: sum(1 for s in plan.steps if c.tag in s.values) for c in plan.changes}
+    width = max([len(c.tag) for c in plan.changes] + [3])
+    print(f"dry run: {len(plan.steps)} step{'s' * (len(plan.steps) != 1)} to {result.endpoint}, nothing written")
+    print(f"{'tag':<{width}}  {'old → new':<22}  steps  approval")
+    for c in plan.changes:
+        approval = "needed" if c.tag in plan.approvals_needed else ""
+        move = f"{c.old:g} → {c.target:g} {c.unit}"
+        print(f"{c.tag:<{width}}  {move:<22}  {moving[c.tag]:>5}  {approval}")
+    dwell = sum(s.dwell_s for s in plan.steps[:-1])
+    print(f"dwell: {dwell:g} s in total (× {dwell_scale:g})")
+    if plan.approvals_needed:
+        state = f"approved by {', '.join(plan.approved_by)}" if plan.approved_by else "needs --approved-by NAME"
+        print(f"approval: {', '.join(plan.approvals_needed)}: {state}")
