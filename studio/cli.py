@@ -39,6 +39,7 @@ COMMANDS = {
     "audit": "studio.commands.audit",
     "plant": "studio.commands.plant",
     "push": "studio.commands.push",
+    "snapshot": "studio.commands.snapshot",
 }
 
 

@@ -9,7 +9,8 @@ serves it on ``opc.tcp://HOST:PORT/twinopt/`` the way a PLC would:
   accepted write takes effect in the running twin at once (``Line.set_parameters``);
 * staging nodes and an ``ApplyStaged`` method that applies all staged targets atomically, or none;
 * read-only nodes: machine states, buffer levels, good and scrap counters, energy meter, the
-  simulated clock, KPIs so far and the setpoints the twin uses;
+  plant state ``twinopt snapshot`` reads (parts per buffer, each machine's state, product and time left),
+  the simulated clock, KPIs so far and the setpoints the twin uses;
 * a watchdog: while ``gateway.push_active`` is true, ``gateway.heartbeat`` must change every
   ``watchdog_s`` wall seconds, else the plant falls back to its last confirmed setpoints;
 * injected faults (:mod:`studio.gateway.faults`) for tests and drills;
@@ -22,6 +23,7 @@ docs/plant.md has the node map. At the end of the scenario's horizon the clock s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -45,6 +47,8 @@ from twins.energy import STATES
 from twins.errors import InputError
 from twins.kpi import line_kpis, station_kpis
 from twins.model import Line, Snapshot
+from twins.spec import fingerprint
+from twins.state import state_from_line
 
 log = logging.getLogger("twinopt.plant")
 
@@ -409,6 +413,9 @@ class VirtualPlant:
         line = self.line
         sc = self.scenario
         await self._ro(line_obj, "line.sim_time", 0.0, ua.VariantType.Double)
+        await self._ro(line_obj, "line.scenario", sc.name, ua.VariantType.String)
+        await self._ro(line_obj, "line.fingerprint", fingerprint(sc), ua.VariantType.String)
+        await self._ro(line_obj, "line.state_time", math.nan, ua.VariantType.Double)
         await self._ro(line_obj, "line.time_unit", sc.time_unit, ua.VariantType.String)
         await self._ro(line_obj, "line.horizon", float(line.horizon), ua.VariantType.Double)
         await self._ro(line_obj, "line.clock", "", ua.VariantType.String)
@@ -435,6 +442,11 @@ class VirtualPlant:
             for name in ("operations", "good", "scrap", "reworked"):
                 await self._ro(st_obj, f"{st.name}.{name}", 0, ua.VariantType.Int32)
             await self._ro(st_obj, f"{st.name}.energy_kwh", 0.0, ua.VariantType.Double)
+            await self._ro(st_obj, f"{st.name}.buffer_parts", "[]", ua.VariantType.String)
+            for i in range(len(st.machines)):
+                await self._ro(st_obj, f"{st.name}.m{i}.state", "idle", ua.VariantType.String)
+                await self._ro(st_obj, f"{st.name}.m{i}.product", "", ua.VariantType.String)
+                await self._ro(st_obj, f"{st.name}.m{i}.remaining", math.nan, ua.VariantType.Double)
             for name in STATION_KPIS:
                 await self._ro(kpi_obj, f"kpi.{st.name}.{name}", math.nan, ua.VariantType.Double)
         active = await plant.add_object(_nid("active"), ua.QualifiedName("ActiveSetpoints", 2))
@@ -699,6 +711,25 @@ class VirtualPlant:
             await self._publish(kpis=kpis)
             await asyncio.sleep(self.tick_s if self.lag <= per_tick else 0)
 
+    async def _publish_state(self) -> None:
+        """The plant state nodes (``<station>.buffer_parts``, ``<station>.m<i>.state|product|remaining``)
+        from :func:`twins.state.state_from_line`, at the simulated instant ``line.state_time``: every tick,
+        with ``line.sim_time`` and ``line.wip`` (~0.2 ms for the SMT line), so one Read request of all of
+        them sees one instant."""
+        state = state_from_line(self.line)
+        pub = self._publish_value
+        for st in self.line.stations:
+            st_state = state.stations.get(st.name)
+            await pub(f"{st.name}.buffer_parts", json.dumps(st_state.waiting() if st_state is not None else []))
+            machines = st_state.machines if st_state is not None else []
+            for i in range(len(st.machines)):
+                m = machines[i] if i < len(machines) else None
+                await pub(f"{st.name}.m{i}.state", m.state if m is not None else "idle")
+                await pub(f"{st.name}.m{i}.product", (m.product or "") if m is not None else "")
+                remaining = m.remaining if m is not None and m.remaining is not None else math.nan
+                await pub(f"{st.name}.m{i}.remaining", float(remaining))
+        await pub("line.state_time", float(self.line.env.now))
+
     async def _publish(self, *, kpis: bool) -> None:
         line = self.line
         now = line.env.now
@@ -734,6 +765,7 @@ class VirtualPlant:
             await pub(f"{st.name}.scrap", int(st.scrapped))
             await pub(f"{st.name}.reworked", int(st.reworked))
             await pub(f"{st.name}.energy_kwh", float(sum(s["kwh"])))
+        await self._publish_state()
         for sig, var in self._signal_vars:
             await self._set(var, self.signal_value(sig))
         s0 = self._s0
