@@ -15,21 +15,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
+
+from studio.endpoint import add_endpoint_arguments, endpoint_password, endpoint_security
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--endpoint", required=True, metavar="URL", help="OPC UA endpoint, opc.tcp://HOST:PORT[/PATH]")
-    sec = p.add_mutually_exclusive_group()
-    sec.add_argument("--insecure", action="store_true",
-                     help="no security, anonymous (tests and demos on loopback); must be given explicitly")
-    sec.add_argument("--username", metavar="U", help="OPC UA login (Basic256Sha256 with a client certificate)")
-    p.add_argument("--password-env", metavar="VAR", help="environment variable holding the --username's password")
-    p.add_argument("--mode", choices=("SignAndEncrypt", "Sign"), default="SignAndEncrypt",
-                   help="message security mode with --username (default SignAndEncrypt)")
-    p.add_argument("--cert-dir", default="twinopt-data/pki", metavar="DIR",
-                   help="the client certificate and key, generated when absent (default twinopt-data/pki)")
+    add_endpoint_arguments(p)
     p.add_argument("--scenario", metavar="S",
                    help="scenario file or name (default: the plant's, from its line.scenario node)")
     p.add_argument("--out", required=True, metavar="FILE", help="the plant-state file to write (JSON)")
@@ -41,16 +33,7 @@ def main(args: argparse.Namespace) -> int:
     from twins.extras import requires
     from twins.loader import load_scenario
 
-    if not (args.insecure or args.username):
-        raise InputError("choose the security: --username U --password-env VAR (Basic256Sha256) or, explicitly, "
-                         "--insecure")
-    password = None
-    if args.username:
-        if not args.password_env:
-            raise InputError("--username needs --password-env VAR (the variable holding the password)")
-        password = os.environ.get(args.password_env)
-        if not password:
-            raise InputError(f"${args.password_env} is not set")
+    password = endpoint_password(args)
     if not (args.timeout > 0):
         raise InputError(f"--timeout must be positive, got {args.timeout}")
 
@@ -62,8 +45,7 @@ def main(args: argparse.Namespace) -> int:
     import logging
 
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # its warnings are for developers
-    security = (gw.PushSecurity.insecure() if args.insecure else
-                gw.PushSecurity.with_password(args.username, password or "", args.cert_dir, args.mode))
+    security = endpoint_security(args, password)
     scenario_ref = args.scenario
     if scenario_ref is None:
         scenario_ref = gw.run(snap.plant_scenario(args.endpoint, security=security, timeout=args.timeout))
