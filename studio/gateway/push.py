@@ -189,9 +189,10 @@ class Link:
             out[n] = float(value) if isinstance(value, bool | int | float) else math.nan
         return out
 
-    async def write(self, values: Mapping[str, float]) -> dict[str, str]:
+    async def _write(self, values: Mapping[str, float]) -> dict[str, str]:
         """Write typed values (no timestamps) in one call; the names whose write was refused, with
-        the status. A node's type is the one the server declares."""
+        the status. A node's type is the one the server declares. Private on purpose: setpoints
+        reach it only through :func:`execute` (a sealed plan), its rollback and the watchdog."""
         names = list(values)
         dvs = [ua.DataValue(ua.Variant(_typed(values[n], self.types[n]), self.types[n])) for n in names]
         codes = await self.call(self.client.uaclient.write_attributes([self.nodes[n].nodeid for n in names], dvs,
@@ -217,8 +218,8 @@ class Link:
             return
         beat = int(dvs[1].Value.Value or 0)
         self.types.update(push_active=ua.VariantType.Boolean, heartbeat=ua.VariantType.UInt32)
-        await self._check(await self.write({"heartbeat": float((beat + 1) % 2**32)}))
-        await self._check(await self.write({"push_active": 1.0}))
+        await self._check(await self._write({"heartbeat": float((beat + 1) % 2**32)}))
+        await self._check(await self._write({"push_active": 1.0}))
         self._beat = asyncio.create_task(self._heartbeat(beat + 1))
 
     async def _heartbeat(self, beat: int) -> None:
@@ -226,7 +227,7 @@ class Link:
             while True:
                 await asyncio.sleep(self.timing.heartbeat_s)
                 beat = (beat + 1) % 2**32
-                await self.write({"heartbeat": float(beat)})
+                await self._write({"heartbeat": float(beat)})
 
     async def stop_watchdog(self, *, confirm: bool) -> None:
         """Stop beating; ``confirm``: clear ``push_active`` (the plant confirms the setpoints now in
@@ -237,7 +238,7 @@ class Link:
                 await self._beat
             self._beat = None
         if confirm and self.has_watchdog:
-            await self._check(await self.write({"push_active": 0.0}))
+            await self._check(await self._write({"push_active": 0.0}))
 
     @staticmethod
     async def _check(refused: Mapping[str, str]) -> None:
@@ -480,8 +481,8 @@ async def execute(plan: CheckedPlan, link: Link, *, reconnect: Callable[[], Awai
 
 async def _write_step(link: Link, values: Mapping[str, float], staging: bool) -> dict[str, str]:
     if not staging:
-        return await link.write(values)
-    refused = await link.write({f"staging:{n}": v for n, v in values.items()})
+        return await link._write(values)
+    refused = await link._write({f"staging:{n}": v for n, v in values.items()})
     if refused:
         return {n.removeprefix("staging:"): code for n, code in refused.items()}
     code = await link.apply_staged()
