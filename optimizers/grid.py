@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from optimizers.setpoints import Dimension, Evaluator, Setpoints, search_space
 from twins.errors import InputError
+from twins.progress import track
 from twins.spec import Scenario
 
 #: refuse grids beyond this many points (a typo like 100 points for 4 parameters is 10⁸ runs)
@@ -92,9 +92,9 @@ def grid_search(scenario: Scenario, points_per_parameter: int | Mapping[str, int
     values = np.full(shape, np.nan)
     started = time.perf_counter()
     with Evaluator(scenario, objective, replications, seed, workers) as evaluate:
-        for index in tqdm(itertools.product(*(range(n) for n in shape)), total=total,
-                          disable=None if progress else True,
-                          desc=f"{scenario.name}: grid {' × '.join(map(str, shape))}", unit="point"):
+        for index in track(itertools.product(*(range(n) for n in shape)), total=total,
+                           disable=None if progress else True,
+                           desc=f"{scenario.name}: grid {' × '.join(map(str, shape))}", unit="point"):
             sp: Setpoints = {}
             for d, a, i in zip(space, axes, index, strict=True):
                 sp.setdefault(d.station, {})[d.name] = float(a[i])

@@ -39,7 +39,6 @@ from typing import Literal
 
 import numpy as np
 import optuna
-from tqdm.auto import tqdm
 
 from optimizers.recommendation import Provenance, Recommendation
 from optimizers.setpoints import (
@@ -53,6 +52,7 @@ from optimizers.setpoints import (
 )
 from twins.errors import InputError, check_replications, check_seed
 from twins.jsonsafe import finite_or_none
+from twins.progress import bar as progress_bar
 from twins.spec import Scenario
 from twins.stats import Comparison, confidence_interval
 
@@ -187,8 +187,8 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
     if warm_start:
         study.enqueue_trial({d.key: d.current for d in space})
     with Evaluator(scenario, objective, replications, sim_seed, workers) as evaluate:
-        bar = tqdm(total=budget, desc=f"{scenario.name}: {METHOD[sampler]}", unit="trial",
-                   disable=None if progress else True)  # None: only on a terminal
+        bar = progress_bar(total=budget, desc=f"{scenario.name}: {METHOD[sampler]}", unit="trial",
+                           disable=None if progress else True)  # None: only on a terminal
         try:
             for _ in range(budget):
                 trial = study.ask(dists)
@@ -249,8 +249,8 @@ def _final_choice(evaluate: Evaluator, space: Sequence[Dimension], candidates: S
     """Re-simulate the baseline and the candidates with fresh, shared seeds; pick the highest
     lower confidence bound of the paired improvement."""
     base_sp = current_setpoints(space)
-    bar = tqdm(total=len(candidates) + 1, desc="final choice", unit="candidate",
-               disable=None if progress else True, leave=False)
+    bar = progress_bar(total=len(candidates) + 1, desc="final choice", unit="candidate",
+                       disable=None if progress else True, leave=False)
     try:
         base = evaluate.results(base_sp, replications, seed)
         bar.update()

@@ -40,6 +40,8 @@ COMMANDS = {
     "plant": "studio.commands.plant",
     "push": "studio.commands.push",
     "snapshot": "studio.commands.snapshot",
+    "serve": "studio.commands.serve",
+    "keys": "studio.commands.keys",
 }
 
 

@@ -21,6 +21,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "solvers": ("pyomo", "highspy", "ortools"),
     "search": ("optuna", "cmaes"),
     "gateway": ("asyncua", "cryptography"),
+    "api": ("fastapi", "starlette", "uvicorn", "huey", "sqlalchemy", "alembic", "httpx"),
+    "postgres": ("psycopg",),
 }
 _EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}
 #: twinopt's own packages: a missing one is a broken installation, never a missing extra

@@ -123,12 +123,14 @@ def _first_error(err: ValidationError, data: Any, what: str = SCENARIO_FORMAT
 
 
 def scenario_from_data(data: Any, file: str | None = None, lines: Mapping[Path_, int] | None = None,
-                       base_dir: str | Path | None = None) -> Scenario:
-    """Validate plain data (as read from YAML) into a Scenario; errors are :class:`ScenarioError`."""
+                       base_dir: str | Path | None = None, *, allow_files: bool = True) -> Scenario:
+    """Validate plain data (as read from YAML) into a Scenario; errors are :class:`ScenarioError`.
+    ``allow_files=False``: fields that would read a file are refused."""
     lines = lines or {}
     if not isinstance(data, Mapping):
         raise ScenarioError(f"a scenario must be a mapping of fields, not {type(data).__name__}", file, (), 1)
-    ctx = {"base_dir": str(base_dir or (Path(file).parent if file else "."))}
+    ctx: dict[str, Any] = {"base_dir": str(base_dir or (Path(file).parent if file else ".")),
+                           "allow_files": allow_files}
     with located_errors(data, file, lines):
         scenario = Scenario.model_validate(data, context=ctx)
     return scenario
@@ -163,13 +165,25 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     """Read and validate a scenario file — a path, or the name of a shipped scenario (``smt_line``,
     see :mod:`twins.shipped`) — applying ``--set path=value`` overrides first."""
     data, lines, file = read_yaml_file(scenario_path(path))
+    return _with_overrides(data, lines, file, overrides)
+
+
+def scenario_from_text(text: str, file: str, overrides: Iterable[str] = (), *, allow_files: bool = True) -> Scenario:
+    """Validate scenario YAML text (named ``file`` in errors). ``allow_files=False`` refuses fields
+    that read other files (recipe data CSVs): a scenario uploaded to a server must be self-contained."""
+    data, lines = parse_yaml(text, file)
+    return _with_overrides(data, lines, file, overrides, allow_files=allow_files)
+
+
+def _with_overrides(data: Any, lines: dict[Path_, int], file: str, overrides: Iterable[str], *,
+                    allow_files: bool = True) -> Scenario:
     if isinstance(data, dict):
         for item in overrides:
             try:
                 apply_override(data, item)
             except ScenarioError as err:  # name the file the override was meant for
                 raise ScenarioError(err.msg, file, err.path, err.line) from None
-    return scenario_from_data(data, file, lines)
+    return scenario_from_data(data, file, lines, allow_files=allow_files)
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

@@ -116,6 +116,9 @@ class FittedResponse(SpecModel):
     def _load(cls, v: str | list[dict[str, float]], info: ValidationInfo) -> list[dict[str, float]]:
         if isinstance(v, list):
             return v
+        if not (info.context or {}).get("allow_files", True):
+            raise ValueError("recipe data must be inline rows here: a scenario uploaded to a server cannot read "
+                             "files")
         base = Path((info.context or {}).get("base_dir", "."))
         path = (base / v) if not Path(v).is_absolute() else Path(v)
         try:

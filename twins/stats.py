@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
-from tqdm.auto import tqdm
 
 from twins.errors import check_replications, check_seed
 from twins.jsonsafe import finite_or_none
 from twins.kpi import line_kpis, station_kpis, units
 from twins.machine import StateSpan
 from twins.model import Line, Sample
+from twins.progress import bar as progress_bar
 from twins.spec import Scenario
 from twins.state import PlantState, check_state
 
@@ -133,7 +133,7 @@ def replicate(scenario: Scenario, replications: int | None = None, seed: int = 0
     jobs = [(scenario, seed, r, sample_every if r < series_replications else None, state) for r in range(n)]
     results: list[Replication | None] = [None] * n
     desc = progress if isinstance(progress, str) else f"{scenario.name}: replications"
-    bar = tqdm(total=n, desc=desc, unit="rep", disable=None if progress else True, leave=False)
+    bar = progress_bar(total=n, desc=desc, unit="rep", disable=None if progress else True, leave=False)
     workers = default_workers(n) if workers is None else max(1, workers)
     try:
         if executor is None and workers == 1:

@@ -25,8 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
 
 
-def main(args: argparse.Namespace) -> int:
-    from studio.output import check_writable, print_kpi_table, write_json
+def simulate(args: argparse.Namespace):
+    """Validate the options and run the replications: ``(results, summary)``, the summary being
+    exactly what ``--json`` writes (the API's run jobs call this too)."""
+    from studio.output import check_writable
     from twins.errors import InputError, check_replications
     from twins.loader import load_scenario
     from twins.stats import replicate
@@ -54,8 +56,15 @@ def main(args: argparse.Namespace) -> int:
         summary["overrides"] = list(args.overrides)
     if args.from_state:
         summary["from_state"] = args.from_state
+    return results, summary
+
+
+def main(args: argparse.Namespace) -> int:
+    from studio.output import print_kpi_table, write_json
+
+    results, summary = simulate(args)
     if not args.quiet:
-        print_kpi_table(summary, scenario)
+        print_kpi_table(summary, results.scenario)
     if args.json:
         write_json(args.json, summary)
     if args.html:

@@ -57,6 +57,29 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"}).encode()).hexdigest()
 
 
+def entry_fields(user: str, action: str, outcome: str, *, recommendation: tuple[str, int] | None = None,
+                 endpoint: str | None = None, changes: Iterable[tuple[str, Any, Any]] = (),
+                 detail: str | None = None, time: dt.datetime | None = None) -> dict[str, Any]:
+    """An entry's content before it is chained (``seq``, ``prev``, ``hash`` come on appending)."""
+    when = dt.datetime.now(dt.UTC) if time is None else time
+    if when.tzinfo is None:
+        raise InputError("audit entries need a timezone-aware time")
+    return {
+        "time": when.astimezone(dt.UTC).isoformat(timespec="microseconds"), "user": user, "action": action,
+        "recommendation": None if recommendation is None else {"id": recommendation[0], "version": recommendation[1]},
+        "endpoint": endpoint,
+        "changes": [{"tag": t, "old": _number(old), "new": _number(new)} for t, old, new in changes],
+        "outcome": outcome, "detail": detail,
+    }
+
+
+def chained(fields: Mapping[str, Any], seq: int, prev: str) -> dict[str, Any]:
+    """The entry at ``seq`` after the entry hashed ``prev``, with its own ``hash``."""
+    entry = {"seq": seq, **fields, "prev": prev}
+    entry["hash"] = entry_hash(entry)
+    return entry
+
+
 class AuditLog:
     """An append-only, hash-chained JSON-lines audit log at ``path`` (and its head at ``path.head``)."""
 
@@ -72,22 +95,12 @@ class AuditLog:
         """Append one entry and return it. ``changes`` are ``(tag, old, new)``; ``recommendation``
         is ``(id, version)``. Refuses (:class:`AuditTampered`) to extend a log whose end does not
         match its head."""
-        when = dt.datetime.now(dt.UTC) if time is None else time
-        if when.tzinfo is None:
-            raise InputError("audit entries need a timezone-aware time")
+        fields = entry_fields(user, action, outcome, recommendation=recommendation, endpoint=endpoint,
+                              changes=changes, detail=detail, time=time)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
             seq, prev = self._tip()
-            entry: dict[str, Any] = {
-                "seq": seq + 1, "time": when.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-                "user": user, "action": action,
-                "recommendation": None if recommendation is None else
-                {"id": recommendation[0], "version": recommendation[1]},
-                "endpoint": endpoint,
-                "changes": [{"tag": t, "old": _number(old), "new": _number(new)} for t, old, new in changes],
-                "outcome": outcome, "detail": detail, "prev": prev,
-            }
-            entry["hash"] = entry_hash(entry)
+            entry = chained(fields, seq + 1, prev)
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(canonical(entry) + "\n")
                 fh.flush()
