@@ -56,6 +56,8 @@ class Settings:
     #: OPC UA security for pushes (a :class:`studio.gateway.push.PushSecurity`); None: pushing is off
     opc_security: Any = None
     endpoint_allow: tuple[str, ...] = ("opc.tcp://127.0.0.1:", "opc.tcp://localhost:")
+    #: factor on the envelope's dwell times (1: as declared; 1/S for a virtual plant at --speed S)
+    dwell_scale: float = 1.0
     reaper_every_s: float = 2.0
     stale_s: float = 10.0
 
@@ -677,7 +679,7 @@ async def push_recommendation(rec_id: str, body: m.PushIn, state: ApiDep, who: A
 def _run_push(state: Api, who: Principal, row: Any, body: m.PushIn, scenario_arg: str,
               approver: str | None) -> dict[str, Any]:
     from optimizers.recommendation import Recommendation
-    from studio.gateway.push import push
+    from studio.gateway.push import Timing, push
     from twins.loader import load_scenario
 
     rec = Recommendation.from_json(row.document)
@@ -685,7 +687,8 @@ def _run_push(state: Api, who: Principal, row: Any, body: m.PushIn, scenario_arg
         scenario = load_scenario(scenario_arg)
         res = asyncio.run(push(rec, endpoint=body.endpoint, scenario=scenario, audit=state.audit,
                                security=state.settings.opc_security, user=who.name, dry_run=body.dry_run,
-                               staging=body.staging, approved_by=approver))
+                               staging=body.staging, approved_by=approver,
+                               timing=Timing(dwell_scale=state.settings.dwell_scale)))
     except InputError as err:
         raise HTTPException(409, str(err)) from None
     changes = [{"tag": c.tag, "old": c.old, "target": c.target} for c in (res.plan.changes if res.plan else ())]

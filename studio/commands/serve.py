@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="push to OPC UA endpoints without security (loopback demos and tests)")
     sec.add_argument("--opc-username", metavar="U", help="push with this OPC UA login (Basic256Sha256)")
     p.add_argument("--opc-password-env", metavar="VAR", help="variable holding --opc-username's password")
+    p.add_argument("--opc-dwell-scale", type=float, default=1.0, metavar="F",
+                   help="factor on the envelope's dwell times (1; 1/S for a virtual plant at --speed S)")
     p.add_argument("--endpoint-allow", action="append", default=[], metavar="PREFIX",
                    help="OPC UA endpoints pushes may go to (default: opc.tcp://127.0.0.1: and opc.tcp://localhost:)")
 
@@ -69,6 +71,9 @@ def main(args: argparse.Namespace) -> int:
                         cors_origins=tuple(args.cors), opc_security=security,
                         limits=Limits(replications=args.max_replications, budget=args.max_budget,
                                       horizon_h=args.max_horizon_h, body_bytes=args.max_body))
+    if not 0 <= args.opc_dwell_scale <= 1:
+        raise InputError(f"--opc-dwell-scale must be in [0, 1], got {args.opc_dwell_scale:g}")
+    settings.dwell_scale = args.opc_dwell_scale
     if args.endpoint_allow:
         settings.endpoint_allow = tuple(args.endpoint_allow)
     app = create_app(settings)
