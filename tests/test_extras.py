@@ -46,9 +46,9 @@ def test_help_lists_every_command_without_extras():
     proc = core_only("--help")
     assert proc.returncode == 0, proc.stderr
     for command in ("run", "compare", "schema", "schedule", "train", "evaluate", "optimize", "recommend", "audit",
-                    "plant", "push", "snapshot"):
+                    "plant", "push", "snapshot", "serve", "keys"):
         assert command in proc.stdout
-    for command in ("schedule", "train", "optimize", "recommend", "plant", "push", "snapshot"):
+    for command in ("schedule", "train", "optimize", "recommend", "plant", "push", "snapshot", "serve", "keys"):
         assert core_only(command, "--help").returncode == 0
 
 
@@ -92,6 +92,8 @@ def test_audit_verify_needs_only_core(tmp_path):
     (["push", "--reconcile", "--scenario", "glue_dispensing", "--endpoint", "opc.tcp://127.0.0.1:9/twinopt/",
       "--insecure", "--data", "{tmp}/data"], "gateway"),
     (["snapshot", "--endpoint", "opc.tcp://127.0.0.1:9/twinopt/", "--insecure", "--out", "{tmp}/s.json"], "gateway"),
+    (["serve", "--port", "0", "--data", "{tmp}/api"], "api"),
+    (["keys", "create", "--role", "viewer", "--name", "v", "--data", "{tmp}/api"], "api"),
 ], ids=lambda v: " ".join(v[:3]) if isinstance(v, list) else v)
 def test_a_command_without_its_extra_exits_2_naming_it(args, extra, tmp_path):
     proc = core_only(*[a.format(tmp=tmp_path) for a in args])
