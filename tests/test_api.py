@@ -195,3 +195,24 @@ def test_the_store_survives_a_restart(tmp_path):
             assert c.scenario(sc["id"])["name"] == "keep_me"
             assert c.audit_verify()["ok"]
     assert Path(data / "twinopt.db").exists()
+
+
+def test_an_expired_approval_refuses_the_push(tmp_path):
+    import time
+
+    with serve(tmp_path / "d", "--workers", "1", "--approval-hours", "0.0005", "--opc-insecure") as s:
+        engineer = Client(s.url, s.key("engineer", "erin"))
+        approver = Client(s.url, s.key("approver", "carol"))
+        job = engineer.wait(engineer.submit("optimize", "glue_dispensing", {
+            "budget": 2, "replications": 2, "final_replications": 2, "top_k": 1}).id, timeout=300)
+        assert job.status == "succeeded", job.error
+        rec = approver.approve(job.recommendation_id)
+        assert rec["status"] == "approved"
+        time.sleep(2.5)  # 0.0005 h = 1.8 s
+        with pytest.raises(ApiError) as err:
+            approver.push(rec["id"], "opc.tcp://127.0.0.1:9/twinopt/")
+        assert err.value.status == 409 and "expired" in err.value.detail
+        again = approver.approve(rec["id"])  # approving again renews it
+        assert again["status"] == "approved" and again["expires_at"] > rec["expires_at"]
+        engineer.close()
+        approver.close()
