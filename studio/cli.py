@@ -42,6 +42,7 @@ COMMANDS = {
     "snapshot": "studio.commands.snapshot",
     "serve": "studio.commands.serve",
     "keys": "studio.commands.keys",
+    "studio": "studio.commands.studio",
 }
 
 

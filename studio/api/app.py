@@ -202,6 +202,12 @@ def health() -> dict[str, str]:
     return {"status": "ok", "version": code_version()}
 
 
+@router.get("/me", response_model=m.KeyOut, tags=["service"], responses=ERRORS)
+def me(who: Reader) -> dict[str, Any]:
+    """Whose key this is: its id, name and role (what a client may show)."""
+    return {"id": who.key_id, "name": who.name, "role": who.role}
+
+
 # -- scenarios ------------------------------------------------------------------------------------
 
 def _shipped() -> list[dict[str, Any]]:

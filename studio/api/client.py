@@ -96,6 +96,10 @@ class Client:
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/health")
 
+    def me(self) -> dict[str, Any]:
+        """The key's id, name and role."""
+        return self.request("GET", "/me")
+
     # -- scenarios
     def upload_scenario(self, yaml_text: str, name: str | None = None) -> dict[str, Any]:
         params = {"name": name} if name else None
