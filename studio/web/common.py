@@ -65,7 +65,7 @@ def table(header: list[str], rows: list[list[Any]], id: str | None = None) -> ht
             for r in rows]
     t = html.Table([html.Thead(head), html.Tbody(body)], style=TABLE)
     if id:
-        t.id = id
+        t.id = id  # type: ignore[attr-defined]  # dash components take id as a property
     return t
 
 
@@ -76,5 +76,5 @@ def progress_bar(fraction: float, label: str, id: str | None = None) -> html.Div
     ], style={"width": "320px", "height": "10px", "background": "#e8ecf0", "borderRadius": "5px",
               "overflow": "hidden", "display": "inline-block", "marginRight": "10px"}, title=label)
     if id:
-        bar.id = id
+        bar.id = id  # type: ignore[attr-defined]
     return bar
