@@ -447,6 +447,8 @@ def _check_scenarios(state: Api, body: m.JobIn, args: Any) -> None:
             raise _invalid([{"loc": ["params", "replications"], "line": None, "msg": "at least 2 for a comparison"}])
     else:
         pairs = [(body.scenario, args.overrides, "set")]
+    if getattr(args, "from_state", None):
+        _check_state(state, body.scenario, str(args.from_state))
     for ref, overrides, key in pairs:
         loc = ("params", key) if overrides else ("body", "scenario")
         sc = _load(resolve_scenario(state, ref, ("body", "scenario")), list(overrides), loc)
@@ -459,6 +461,22 @@ def _check_scenarios(state: Api, body: m.JobIn, args: Any) -> None:
             raise _invalid([{"loc": ["params", "replications"], "line": None,
                              "msg": f"the scenario's default of {sc.replications} replications is above this "
                                     f"server's cap of {limits.replications}: give params.replications"}])
+
+
+def _check_state(state: Api, scenario_ref: str, state_id: str) -> None:
+    """A job's ``from_state`` must be a stored plant state of the job's scenario (as it is)."""
+    from studio.api.queue import materialize_state
+    from twins.state import load_state
+
+    loc = ("params", "from_state")
+    path = materialize_state(state.store, state_id, Path(state.data_dir))
+    if path is None:
+        raise _invalid([{"loc": list(loc), "line": None,
+                         "msg": f"no stored plant state {state_id!r} (POST /plant/snapshot makes one)"}])
+    try:
+        load_state(path, _load(resolve_scenario(state, scenario_ref, ("body", "scenario")), [], ("body", "scenario")))
+    except InputError as err:
+        raise _invalid([{"loc": list(loc), "line": None, "msg": str(err).split(": ", 1)[-1]}]) from None
 
 
 @router.get("/jobs", response_model=list[m.JobOut], tags=["jobs"], responses=ERRORS)
@@ -826,7 +844,10 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> FastA
                               "envelope, and the hash-chained audit trail. Authenticate with "
                               "`Authorization: Bearer <key>`.")
     app.state.api = state
+    from studio.api.plant import router as plant_router
+
     app.include_router(router)
+    app.include_router(plant_router)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -52,9 +52,9 @@ class Kind:
 
 
 SPECS: dict[str, Kind] = {
-    "run": Kind(("run",), frozenset({"replications", "seed", "set"}),
+    "run": Kind(("run",), frozenset({"replications", "seed", "set", "from_state"}),
                 {"--json": "result.json", "--html": "report.html"}, fixed=("--workers", "1")),
-    "compare": Kind(("compare",), frozenset({"b", "replications", "seed", "set_a", "set_b"}),
+    "compare": Kind(("compare",), frozenset({"b", "replications", "seed", "set_a", "set_b", "from_state"}),
                     {"--json": "result.json"}, fixed=("--workers", "1")),
     "optimize": Kind(("optimize",), frozenset({"budget", "sampler", "objective", "minimize", "params", "replications",
                                                "top_k", "final_replications", "seed", "set"}),

@@ -91,10 +91,15 @@ def run_job(job_id: str, db_url: str, data_dir: str) -> None:
 
     folder = Path(data_dir) / "jobs" / job_id
     positional = [_materialize(store, arg, Path(data_dir)) for arg in json.loads(row.argv)]
+    params = json.loads(row.params)
+    if params.get("from_state"):
+        params["from_state"] = str(materialize_state(store, params["from_state"], Path(data_dir)))
     status, error, outcome = "failed", None, None
     try:
-        outcome = execute(row.kind, positional, json.loads(row.params), folder, progress,
+        outcome = execute(row.kind, positional, params, folder, progress,
                           scenario_label=row.scenario)
+        if isinstance(outcome.result, dict) and "from_state" in outcome.result:
+            outcome.result["from_state"] = json.loads(row.params)["from_state"]  # the state's id, not a path
         status = "succeeded"
     except JobCancelled:
         status, error = "cancelled", "cancelled while running"
@@ -137,6 +142,23 @@ def _materialize(store: Store, arg: str, data_dir: Path) -> str:
         tmp.write_text(text)
         tmp.replace(path)
     return str(path)
+
+
+def materialize_state(store: Store, state_id: str, data_dir: Path) -> Path | None:
+    """The file of a stored plant state (written once, never changed); None when there is none."""
+    from studio.api.store import states
+
+    path = data_dir / "inputs" / f"state-{state_id}.json"
+    if not path.exists():
+        with store.read() as conn:
+            text = conn.execute(select(states.c.document).where(states.c.id == state_id)).scalar()
+        if text is None:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
 
 
 def _store_recommendation(conn: Any, text: str, job: Any, scenario_arg: str) -> str:

@@ -3,7 +3,8 @@ database URL (PostgreSQL), its schema evolved by Alembic migrations (``studio/ap
 
 Tables: ``api_keys`` (hashed keys and roles), ``scenarios`` (uploaded YAML, versioned by name),
 ``jobs`` (the queue's source of truth: status, progress, result, the worker's heartbeat),
-``recommendations`` (the Recommendation JSON and its lifecycle), ``audit`` and ``audit_head``
+``recommendations`` (the Recommendation JSON and its lifecycle), ``states`` (plant states read
+for what-ifs from now; migration 0002), ``audit`` and ``audit_head``
 (the gateway's hash-chained audit trail, :class:`studio.api.audit.SqlAuditLog`).
 
 SQLite is opened in WAL mode with a busy timeout, and every writing transaction starts with
@@ -104,6 +105,16 @@ recommendations = Table(
     Column("expires_at", String(40)),
     Column("updated_at", String(40), nullable=False),
     Column("last_push", Text),
+)
+
+states = Table(
+    "states", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("scenario", String(200), nullable=False),
+    Column("endpoint", String(500), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(32)),
 )
 
 audit = Table(

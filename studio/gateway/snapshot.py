@@ -93,6 +93,20 @@ async def read_snapshot(endpoint: str, *, scenario: Scenario, security: PushSecu
         await link.close()
 
 
+async def read_values(endpoint: str, names: list[str], *, security: PushSecurity,
+                      timeout: float = 5.0) -> dict[str, Any]:
+    """The values of the plant's nodes ``ns=2;s=<name>`` (None where a node is missing or bad)."""
+    link = await _connect(endpoint, security, {n: f"ns=2;s={n}" for n in names}, timeout)
+    try:
+        dvs = await link.call(link.client.read_attributes([link.nodes[n] for n in names]))
+    except LINK_ERRORS as err:
+        raise EndpointUnreachable(f"{endpoint}: reading failed ({type(err).__name__} {err})") from None
+    finally:
+        await link.close()
+    return {n: (dv.Value.Value if dv.StatusCode.is_good() and dv.Value is not None else None)
+            for n, dv in zip(names, dvs, strict=True)}
+
+
 async def snapshot(endpoint: str, *, scenario: Scenario, security: PushSecurity, timeout: float = 5.0) -> PlantState:
     """The plant's state now, as a :class:`PlantState` of ``scenario`` (checked, with its fingerprint)."""
     return (await read_snapshot(endpoint, scenario=scenario, security=security, timeout=timeout)).state
