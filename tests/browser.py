@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "docs" / "studio"
+SHOTS = ROOT / "out" / "screenshots"  # docs/studio/ has the ones the docs show (copied by hand)
 #: Chromium's flags on a machine with a closed network (no background fetches), as root
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -105,7 +105,7 @@ def browser() -> Iterator[object]:
 
 
 def shot(page: object, name: str) -> Path:
-    """Save a full-page screenshot under docs/studio/ (the ones the docs use are committed)."""
+    """Save a full-page screenshot under out/screenshots/ (docs/studio/ holds copies of those the docs show)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
