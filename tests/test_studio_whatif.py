@@ -74,3 +74,24 @@ def test_an_out_of_bounds_parameter_is_refused_with_the_reason(running):
         page.wait_for_selector("#wi-changes:has-text('dispenser.pressure_bar=3.5')")
         assert msg.inner_text() == ""
         shot(page, "bounds")
+
+
+def test_an_uploaded_scenario_is_validated_by_the_api_with_its_line(running, tmp_path):
+    from browser import ROOT
+
+    s, key = running
+    text = (ROOT / "scenarios" / "smt_line.yaml").read_text()
+    bad = tmp_path / "broken_line.yaml"
+    bad.write_text(text.replace("horizon:", "horizon:\n  bogus: 1", 1))
+    good = tmp_path / "my_line.yaml"
+    good.write_text(text)
+    with browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 900})
+        sign_in(page, s.url, key)
+        page.set_input_files("#wi-upload input[type=file]", str(bad))
+        err = page.locator("#wi-upload-error")
+        err.wait_for(timeout=30_000)
+        assert re.search(r"horizon\.bogus \(line \d+\): unknown field", err.inner_text()), err.inner_text()
+        page.set_input_files("#wi-upload input[type=file]", str(good))
+        page.wait_for_selector("#wi-upload-msg:has-text('stored my_line v1')", timeout=30_000)
+        page.wait_for_selector("input[id*='stations.pnp.machines']", timeout=30_000)  # picked and editable

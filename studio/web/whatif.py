@@ -140,10 +140,13 @@ def layout() -> html.Div:
             html.Label("Scenario ", style={"fontWeight": "600"}),
             dcc.Dropdown(id="wi-scenario", placeholder="pick a scenario", style={"width": "320px",
                                                                                  "display": "inline-block"}),
+            dcc.Upload(id="wi-upload", children=html.Button("Upload YAML…", style=BUTTON), accept=".yaml,.yml",
+                       className="needs-write", style={"display": "inline-block", "marginLeft": "12px"}),
             html.Label(" replications ", style={"marginLeft": "16px"}),
             dcc.Input(id="wi-reps", type="number", value=10, min=2, max=100, step=1, style={"width": "70px"}),
             html.Label(" seed ", style={"marginLeft": "10px"}),
             dcc.Input(id="wi-seed", type="number", value=0, min=0, step=1, style={"width": "70px"}),
+            html.Div(id="wi-upload-msg", style={"marginTop": "6px"}),
         ], style=CARD),
         html.Div([
             html.Div([
@@ -193,6 +196,29 @@ def _scenarios(key: str | None, _tab: str) -> tuple[list[dict[str, str]], list[d
                       f"{', '.join(f'{k}={v}' for k, v in j.params.items())}", "value": j.id}
             for j in past if j.kind == "run"]
     return options, runs
+
+
+@callback(Output("wi-upload-msg", "children"), Output("wi-scenario", "options", allow_duplicate=True),
+          Output("wi-scenario", "value"), Input("wi-upload", "contents"), State("wi-upload", "filename"),
+          State("key", "data"), prevent_initial_call=True)
+def _upload(contents: str | None, filename: str | None, key: str | None) -> tuple[Any, Any, Any]:
+    """A scenario file from the engineer's disk: stored by the API (validated there: errors name the
+    field and the line), then picked."""
+    import base64
+
+    if not contents:
+        return no_update, no_update, no_update
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", (filename or "scenario").rsplit(".", 1)[0]).lstrip("._-") or "scenario"
+    try:
+        text = base64.b64decode(contents.split(",", 1)[1]).decode("utf-8")
+        with client(key) as api:
+            doc = api.upload_scenario(text, name=name)
+            options = _scenarios(key, "whatif")[0]
+    except ApiError as err:
+        return html.Div(f"{filename}: {api_error(err)}", style=ERROR, id="wi-upload-error"), no_update, no_update
+    except (ValueError, UnicodeDecodeError):
+        return html.Div(f"{filename}: not a UTF-8 text file", style=ERROR, id="wi-upload-error"), no_update, no_update
+    return (html.Div(f"stored {doc['name']} v{doc['version']}", style=NOTE), options, doc["id"])
 
 
 @callback(Output("wi-items", "data"), Output("wi-variants", "data", allow_duplicate=True),
