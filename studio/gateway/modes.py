@@ -172,7 +172,11 @@ def authentic(obj: object) -> bool:
     altered since."""
     if not isinstance(obj, Timeline | CheckedModes):
         return False
-    return hmac.compare_digest(str(getattr(obj, "seal", "")), _seal_of(type(obj).__name__, _content(obj)))
+    try:
+        content = _content(obj)
+    except AttributeError:  # a half-made object (object.__new__)
+        return False
+    return hmac.compare_digest(str(getattr(obj, "seal", "")), _seal_of(type(obj).__name__, content))
 
 
 # ------------------------------------------------------------------------------------ offline
