@@ -10,7 +10,7 @@ twin against the as-is operation under common random numbers, at equal output:
   (With a saturated source and an explicit target below what the line makes, the as-is makes
   more: compare the per-unit KPIs.)
 * **plan**: at every slot start the stations are commanded on / standby / off
-  (:meth:`~twins.machine.StationRT.set_available`; from off the twin then takes the start-up time,
+  (:meth:`~twins.station.StationRT.command`; from off the twin then takes the start-up time,
   from standby the wake-up time, at setup power), and with an ``external`` source the slot's
   releases enter the first buffer evenly spread over the slot's ready time (:meth:`Line.release`).
 
@@ -30,7 +30,7 @@ from typing import Any
 
 from optimizers.milp.energy import EnergyPlan, problem_from_scenario, solve_problem
 from optimizers.recommendation import Provenance, Recommendation
-from twins.energy import OFF, STANDBY, largest_consumer
+from twins.energy import largest_consumer
 from twins.errors import InputError, check_replications
 from twins.kpi import line_kpis, station_kpis
 from twins.model import Line
@@ -60,14 +60,6 @@ def plan_payload(plan: EnergyPlan, scenario: Scenario) -> dict[str, Any]:
     }
 
 
-def _command(line: Line, station: str, state: str) -> None:
-    st = line.station(station)
-    if state == "on":
-        st.set_available(command=True)
-    else:
-        st.set_available(command=False, command_state=STANDBY if state == "standby" else OFF)
-
-
 def _controller(line: Line, payload: dict[str, Any]):
     """SimPy process: the plan's commands at slot starts, releases spread over each slot's ready time."""
     env, slot = line.env, float(payload["slot"])
@@ -81,7 +73,7 @@ def _controller(line: Line, payload: dict[str, Any]):
             yield env.timeout(at - env.now)
         for name, seq in states.items():
             if seq[t] != before[name]:
-                _command(line, name, seq[t])
+                line.station(name).command(seq[t])
                 before[name] = seq[t]
         n = int(release[t]) if release else 0
         if n > 0:

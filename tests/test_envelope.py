@@ -247,7 +247,7 @@ def test_bad_input_is_an_input_error_not_a_violation():
         check(rec(a=30), {"cell.b": 3.0}, scenario=SCENARIO)
     with pytest.raises(InputError, match="finite"):
         check(rec(a=math.nan), CURRENT, scenario=SCENARIO)
-    with pytest.raises(InputError, match="energy plans is not implemented"):
+    with pytest.raises(InputError, match="--follow"):
         check(BASE.model_copy(update={"kind": "energy_plan"}), CURRENT, scenario=SCENARIO)
     bare = scenario_from_data(scenario_data(None))
     with pytest.raises(InputError, match="no equipment envelope"):

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 STATES = ("off", "idle", "setup", "busy", "blocked", "down", "standby")
 OFF, IDLE, SETUP, BUSY, BLOCKED, DOWN, STANDBY = range(len(STATES))
+#: the modes an energy controller commands a station into (StationRT.command)
+MODES = ("on", "standby", "off")
 
 
 class PowerByState(SpecModel):

@@ -5,8 +5,10 @@ engineering units, resolutions) and which values a gateway may write to them: ha
 them a value is refused), a soft band inside them (beyond it an approver must sign off, the tiered
 limits of ISA-88 batch practice), up and down rate limits per push and per rolling hour, ramps
 (large changes split into steps with a dwell time), permissives read before every step and
-interlocks over tags and read-only signals. ``studio/gateway/envelope.py`` enforces it; the twin
-itself never reads it, so it is not part of a recommendation's scenario fingerprint.
+interlocks over tags and read-only signals; and per station the energy modes (on, standby, off) a
+gateway may command when it follows an energy plan, with the safe mode it leaves the station in.
+``studio/gateway/envelope.py`` and ``studio/gateway/modes.py`` enforce it; the twin itself never
+reads it, so it is not part of a recommendation's scenario fingerprint.
 
 Permissives and interlocks are safe expressions (:mod:`twins.expressions`, never ``eval``) over
 dotted names (``dispenser.temperature_c``): :class:`Condition` maps each dotted name onto an
@@ -97,23 +99,109 @@ class Signal(SpecModel):
         return self.node or default_node(self.name)
 
 
-class Equipment(SpecModel):
-    """The safety envelope: tags, signals, permissives and interlocks."""
+#: The Int32 code of each mode on a station's mode-command and mode nodes (a PLC's enumeration).
+MODE_CODES: dict[str, int] = {"off": 0, "standby": 1, "on": 2}
+#: The mode of each code (:data:`MODE_CODES` inverted).
+MODE_OF_CODE: dict[int, str] = {code: mode for mode, code in MODE_CODES.items()}
+ModeName = Literal["on", "standby", "off"]
+_ALL_MODES: tuple[ModeName, ...] = ("on", "standby", "off")
 
-    tags: list[Tag] = Field(min_length=1, description="writable setpoints")
+
+def mode_command_node(station: str) -> str:
+    """The NodeId the virtual plant serves a station's writable mode command under."""
+    return default_node(f"{station}.mode_command")
+
+
+def mode_node(station: str) -> str:
+    """The NodeId the virtual plant serves a station's mode in effect under (read-only)."""
+    return default_node(f"{station}.mode")
+
+
+class Modes(SpecModel):
+    """A station's energy modes (on, standby, off) as the equipment takes them: where a gateway
+    writes the mode command and reads the mode in effect (Int32: 0 off, 1 standby, 2 on), which
+    modes it may command, the safe mode it leaves the station in when it stops, and how often the
+    mode may change. The mode in effect is readable in permissives and interlocks as
+    ``<station>.mode`` (its Int32 code)."""
+
+    station: str = Field(description="the station the modes belong to")
+    node: str | None = Field(default=None,
+                             description="writable Int32 mode command; default ns=2;s=<station>.mode_command")
+    state_node: str | None = Field(default=None,
+                                   description="read-only Int32 mode in effect; default ns=2;s=<station>.mode")
+    allowed: list[ModeName] = Field(default_factory=lambda: list(_ALL_MODES), min_length=1,
+                                    description="the modes a gateway may command")
+    safe_mode: ModeName = Field(default="standby",
+                                description="the mode the station is left in when following stops or fails")
+    approval: bool = Field(default=False, description="a plan that changes this station's mode needs a sign-off")
+    min_dwell_s: float | None = Field(default=None, gt=0,
+                                      description="seconds of plant time in a mode before it may change again")
+    max_switches_per_hour: int | None = Field(default=None, ge=1,
+                                              description="mode changes in any rolling hour of plant time")
+
+    @property
+    def name(self) -> str:
+        """The name expressions read the mode in effect under: ``<station>.mode``."""
+        return f"{self.station}.mode"
+
+    @property
+    def node_id(self) -> str:
+        return self.node or mode_command_node(self.station)
+
+    @property
+    def state_node_id(self) -> str:
+        return self.state_node or mode_node(self.station)
+
+    @model_validator(mode="after")
+    def _safe_allowed(self) -> Modes:
+        if len(set(self.allowed)) != len(self.allowed):
+            raise ValueError(f"allowed: a mode is listed twice ({', '.join(self.allowed)})")
+        if self.safe_mode not in self.allowed:
+            raise ValueError(f"safe_mode {self.safe_mode!r} must be one of the allowed modes "
+                             f"({', '.join(self.allowed)})")
+        return self
+
+
+class Equipment(SpecModel):
+    """The safety envelope: tags, station modes, signals, permissives and interlocks."""
+
+    tags: list[Tag] = Field(default_factory=list, description="writable setpoints")
+    modes: list[Modes] = Field(default_factory=list, description="stations whose energy mode a gateway may command")
     signals: list[Signal] = Field(default_factory=list, description="read-only tags for permissives and interlocks")
     permissives: list[str] = Field(
         default_factory=list, description="safe expressions that must all be true before every write step")
     interlocks: list[str] = Field(
         default_factory=list, description="safe expressions that must hold in every state a push passes through")
 
+    @model_validator(mode="after")
+    def _something(self) -> Equipment:
+        if not self.tags and not self.modes:
+            raise ValueError("an equipment section declares at least one tag or one station's modes")
+        return self
+
     def tag(self, name: str) -> Tag | None:
         return next((t for t in self.tags if t.name == name), None)
 
+    def station_modes(self, station: str) -> Modes | None:
+        return next((m for m in self.modes if m.station == station), None)
+
     @property
     def names(self) -> tuple[str, ...]:
-        """Every name an expression may read: the tags', then the signals'."""
-        return (*(t.name for t in self.tags), *(s.name for s in self.signals))
+        """Every name an expression may read: the tags', the signals', then the modes' (``<station>.mode``)."""
+        return (*(t.name for t in self.tags), *(s.name for s in self.signals), *(m.name for m in self.modes))
+
+    def node_of(self, name: str) -> str:
+        """The NodeId a tag, signal or mode (``<station>.mode``: the mode in effect) is read at."""
+        tag = self.tag(name)
+        if tag is not None:
+            return tag.node_id
+        sig = next((s for s in self.signals if s.name == name), None)
+        if sig is not None:
+            return sig.node_id
+        mode = next((m for m in self.modes if m.name == name), None)
+        if mode is None:
+            raise KeyError(name)
+        return mode.state_node_id
 
     def permissive_conditions(self) -> tuple[Condition, ...]:
         return tuple(Condition(src, self.names) for src in self.permissives)
@@ -215,6 +303,14 @@ def check_equipment(eq: Equipment | None, scenario: Scenario, prefix: Path_ = ("
                 raise SpecError((*here, field), f"{list(pair)} must lie within the parameter's bounds [{lo:g}, {hi:g}]")
         _once(seen, tag.name, (*here, "parameter"), "tag")
         _once(nodes, tag.node_id, (*here, "node"), "NodeId")
+    stations = [st.name for st in scenario.stations]
+    for i, modes in enumerate(eq.modes):
+        here = (*prefix, "modes", i)
+        if modes.station not in stations:
+            raise SpecError((*here, "station"), f"unknown station {modes.station!r} (stations: {', '.join(stations)})")
+        _once(seen, modes.name, (*here, "station"), "station's modes")
+        _once(nodes, modes.node_id, (*here, "node"), "NodeId")
+        _once(nodes, modes.state_node_id, (*here, "state_node"), "NodeId")
     for i, sig in enumerate(eq.signals):
         _once(seen, sig.name, (*prefix, "signals", i, "name"), "tag or signal name")
         _once(nodes, sig.node_id, (*prefix, "signals", i, "node"), "NodeId")

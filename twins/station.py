@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import simpy
 
 from twins.buffer import Buffer
-from twins.energy import BUSY, OFF, STANDBY, STATES
+from twins.energy import BUSY, MODES, OFF, STANDBY, STATES
 from twins.machine import Machine, Part
 from twins.response import evaluate_responses
 
@@ -98,6 +98,24 @@ class StationRT:
     @property
     def off_state(self) -> int:
         return self.calendar_off_state if not self.calendar_on else self.command_off_state
+
+    def command(self, mode: str) -> None:
+        """An energy controller's command: ``on`` (ready to work), ``standby`` or ``off``
+        (:data:`MODES`). From off the machines take the start-up time, from standby the wake-up
+        time; the calendar still applies on top (an ``on`` station is off outside its shifts)."""
+        if mode == "on":
+            self.set_available(command=True)
+        elif mode in MODES:
+            self.set_available(command=False, command_state=STANDBY if mode == "standby" else OFF)
+        else:
+            raise ValueError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
+
+    @property
+    def mode(self) -> str:
+        """The mode last commanded (:meth:`command`): ``on``, ``standby`` or ``off``."""
+        if self.command_on:
+            return "on"
+        return "standby" if self.command_off_state == STANDBY else "off"
 
     def apply_responses(self) -> None:
         """Re-evaluate the response models at the current setpoints."""

@@ -1,4 +1,4 @@
-"""Push a setpoint recommendation to equipment over OPC UA, checked against the safety envelope.
+"""Push a setpoint recommendation (or follow an energy plan) to equipment over OPC UA, checked against the envelope.
 
 Reads the current values, checks the recommendation against the scenario's envelope (or
 --envelope), then writes it step by step (ramps, dwell), rechecking permissives and interlocks
@@ -9,11 +9,19 @@ Exit codes: 0 verified, dry-run or already pushed; 2 bad input, unreachable endp
 (envelope, approval, permissive, endpoint blocked); 4 rolled back; 5 uncertain (the endpoint is
 blocked until --reconcile).
 
+An energy plan runs as a timed sequence of mode commands (on/standby/off per station per slot):
+`--follow` checks the whole plan offline, then at each slot's start on the plant's clock checks that
+slot's commands against live values, writes and reads them back; Ctrl-C, a refused slot or a
+failure leaves every station in its safe mode. Exit codes: 0 completed (or already followed),
+2 bad input or refused, 4 failed (stations left in their safe modes), 5 uncertain, 130 stopped
+by Ctrl-C (stations left in their safe modes).
+
 Examples:
   twinopt push out/glue_rec.json --endpoint opc.tcp://127.0.0.1:4840/twinopt/ --insecure --dry-run
   twinopt push out/glue_rec.json --endpoint opc.tcp://plc:4840/ --username alice --password-env PLC_PW \\
       --approved-by carol
   twinopt push --reconcile --endpoint opc.tcp://plc:4840/ --scenario glue_dispensing --insecure
+  twinopt push out/energy_rec.json --follow --endpoint opc.tcp://127.0.0.1:4840/twinopt/ --insecure
 """
 from __future__ import annotations
 
@@ -25,7 +33,8 @@ from studio.endpoint import add_endpoint_arguments, endpoint_password, endpoint_
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recommendation", metavar="RECOMMENDATION", nargs="?",
-                   help="a setpoint Recommendation JSON file (twinopt optimize --json)")
+                   help="a setpoint Recommendation JSON file (twinopt optimize --json), or an energy plan "
+                        "with --follow (twinopt recommend energy --json)")
     add_endpoint_arguments(p)
     p.add_argument("--user", metavar="NAME", help="who pushes, for the audit trail (default: the OS user)")
     p.add_argument("--approved-by", metavar="NAME", help="approver's sign-off (someone else than --user)")
@@ -44,6 +53,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long a rollback's values must hold when a write may be in flight (default 3)")
     p.add_argument("--dwell-scale", type=float, default=1.0, metavar="F",
                    help="factor on every step's dwell (default 1; 1/S for a virtual plant at --speed S)")
+    p.add_argument("--follow", action="store_true",
+                   help="follow an energy plan: its mode commands at each slot's start, until the horizon or Ctrl-C")
+    p.add_argument("--start", choices=("now", "clock"), default="now",
+                   help="--follow: the plan's t = 0 is the plant time now (default), or the plan's start_clock "
+                        "on the plant's clock")
+    p.add_argument("--on-refusal", choices=("stop", "skip"), default="stop",
+                   help="--follow: a slot the envelope refuses stops the follow in the safe modes (default) or "
+                        "is skipped")
+    p.add_argument("--reconnect", type=float, default=30.0, metavar="S",
+                   help="--follow: how long a dropped connection may stay down (default 30)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,6 +77,10 @@ def main(args: argparse.Namespace) -> int:
     if not args.reconcile and not args.recommendation:
         raise InputError("push needs a RECOMMENDATION file (or --reconcile)")
     rec = _read_recommendation(args.recommendation) if args.recommendation else None
+    if args.follow and (args.reconcile or args.staging):
+        raise InputError("--follow writes mode commands: give no --reconcile or --staging")
+    if rec is not None and rec.kind == "energy_plan" and not args.follow:
+        raise InputError("an energy plan runs as a timed sequence of mode commands: add --follow")
     scenario_ref = args.scenario or (rec.scenario if rec is not None else None)
     if scenario_ref is None:
         raise InputError("--reconcile needs --scenario (whose envelope names the tags to read)")
@@ -84,6 +107,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"reconciled: {gw.normalize_endpoint(args.endpoint)}: {shown}")
         return 0
     assert rec is not None
+    if args.follow:
+        return _follow(args, rec, scenario, envelope, audit, security, user, timing)
     result = gw.run(gw.push(rec, endpoint=args.endpoint, scenario=scenario, audit=audit, security=security,
                             user=user, envelope=envelope, dry_run=args.dry_run, staging=args.staging,
                             approved_by=args.approved_by, timing=timing))
@@ -132,3 +157,56 @@ def _print_plan(result, dwell_scale: float) -> None:
     if plan.approvals_needed:
         state = f"approved by {', '.join(plan.approved_by)}" if plan.approved_by else "needs --approved-by NAME"
         print(f"approval: {', '.join(plan.approvals_needed)}: {state}")
+
+
+def _follow(args, rec, scenario, envelope, audit, security, user, timing) -> int:
+    import sys
+
+    from studio.gateway import follow as fw
+    from studio.gateway.modes import timeline
+    from twins.errors import EquipmentError, EquipmentUncertain, PushRefused
+
+    tl = timeline(rec, scenario, envelope)  # bad input: exit 2 before connecting
+    if args.dry_run:
+        _print_timeline(tl, args.endpoint)
+        return 0
+
+    def make(stop):
+        return fw.follow(rec, endpoint=args.endpoint, scenario=scenario, audit=audit, security=security, user=user,
+                         envelope=envelope, approved_by=args.approved_by, start=args.start,
+                         on_refusal=args.on_refusal, timing=timing, reconnect_s=args.reconnect, stop=stop)
+
+    result = fw.run_until_interrupted(make)
+    where = f"plan {rec.id} v{rec.version} at {result.endpoint}"
+    if result.ok:
+        print(f"{result.outcome}: {where}" + (f" ({result.commands_written} mode commands, {result.slots_done} slots)"
+                                              if result.outcome == "completed" else ""))
+        return 0
+    if result.uncertain_stations:
+        raise EquipmentUncertain(f"{result.outcome} ({result.detail}); pushes to {result.endpoint} are refused "
+                                 f"until `twinopt push --reconcile`")
+    if result.outcome == "stopped":
+        safe = ", ".join(f"{s} {m}" for s, m in result.safe)
+        print(f"twinopt: stopped: {where} after {result.slots_done} slots; stations left in their safe modes: "
+              f"{safe}", file=sys.stderr)
+        return 130
+    if result.outcome.startswith("refused"):
+        raise PushRefused(result.detail or result.outcome)
+    raise EquipmentError(result.detail or result.outcome)
+
+
+def _print_timeline(tl, endpoint: str) -> None:
+    hh, mm = (int(x) for x in tl.start_clock.split(":"))
+    from twins.calendar import UNITS_PER_HOUR
+
+    per_s = UNITS_PER_HOUR[tl.time_unit] / 3600.0
+    commands = tl.commands()
+    print(f"dry run: {tl.n_slots} slots of {tl.slot:g} {tl.time_unit} to {endpoint}, nothing written; each "
+          f"command is checked against live values when its slot starts")
+    width = max([len(s) for s in tl.stations] + [7])
+    print(f"{'slot':>4}  {'t':>10}  clock  {'station':<{width}}  mode")
+    for k, t, station, mode in commands:
+        sod = int(hh * 3600 + mm * 60 + t / per_s) % 86400
+        print(f"{k:>4}  {t:>10g}  {sod // 3600:02d}:{sod % 3600 // 60:02d}  {station:<{width}}  {mode}")
+    if tl.approvals_needed:
+        print(f"approval: {', '.join(tl.approvals_needed)}: needs --approved-by NAME")

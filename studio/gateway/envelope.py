@@ -271,6 +271,9 @@ def validate(recommendation: Recommendation, scenario: Scenario, envelope: Equip
 
 def _targets(rec: Recommendation, scenario: Scenario, env: Equipment) -> dict[str, tuple[Tag, float]]:
     """Tag name → (tag, recommended value); InputError for what cannot be checked at all."""
+    if rec.kind == "energy_plan":
+        raise InputError("an energy plan runs as a timed sequence of mode commands: follow it with "
+                         "`twinopt push PLAN --follow` (studio.gateway.follow)")
     if rec.kind != "setpoints":
         raise InputError(f"pushing {rec.kind.replace('_', ' ')}s is not implemented yet: only setpoint "
                          f"recommendations can be checked against the envelope")

@@ -7,6 +7,8 @@ serves it on ``opc.tcp://HOST:PORT/twinopt/`` the way a PLC would:
 * a writable setpoint tag per process parameter (:func:`plant_tags`; typed Float, Double, Int32 or
   Boolean). The server enforces the tag's type (BadTypeMismatch) and bounds (BadOutOfRange); an
   accepted write takes effect in the running twin at once (``Line.set_parameters``);
+* per station a writable Int32 mode command (0 off, 1 standby, 2 on; BadOutOfRange for any other
+  value) that takes effect in the twin at once (``StationRT.command``), and the mode in effect;
 * staging nodes and an ``ApplyStaged`` method that applies all staged targets atomically, or none;
 * read-only nodes: machine states, buffer levels, good and scrap counters, energy meter, the
   plant state ``twinopt snapshot`` reads (parts per buffer, each machine's state, product and time left),
@@ -44,6 +46,7 @@ from studio.gateway.faults import Faults
 from studio.gateway.security import PLANT_APP_URI, ensure_certificate, hash_password, verify_password
 from twins.calendar import UNITS_PER_HOUR
 from twins.energy import STATES
+from twins.equipment import MODE_CODES, MODE_OF_CODE, mode_command_node, mode_node
 from twins.errors import InputError
 from twins.kpi import line_kpis, station_kpis
 from twins.model import Line, Snapshot
@@ -88,10 +91,11 @@ class PlantTag:
 def plant_tags(scenario: Any) -> list[PlantTag]:
     """The plant's setpoint tags: the scenario's ``equipment`` tags when it has that section (their
     node, type and ``hard`` limits, default the parameter's bounds), else one Double tag per process
-    parameter, ``ns=2;s=<station>.<parameter>``, with the parameter's bounds."""
+    parameter, ``ns=2;s=<station>.<parameter>``, with the parameter's bounds (also when the section
+    declares station modes only)."""
     params = {f"{st.name}.{p.name}": p for st in scenario.stations for p in st.parameters}
     equipment = getattr(scenario, "equipment", None)
-    if equipment is None:
+    if equipment is None or not equipment.tags:
         return [PlantTag(name, f"ns=2;s={name}", "Double", p.min, p.max) for name, p in params.items()]
     out = []
     for tag in equipment.tags:
@@ -117,6 +121,35 @@ def plant_signals(scenario: Any) -> list[PlantSignal]:
     if equipment is None:
         return []
     return [PlantSignal(sig.name, sig.node_id, sig.type) for sig in equipment.signals]
+
+
+@dataclass(frozen=True)
+class PlantMode:
+    """A station's energy mode as the plant serves it: the writable Int32 mode command at
+    ``command_node`` and the read-only mode in effect at ``state_node`` (:data:`MODE_CODES`)."""
+
+    station: str
+    command_node: str
+    state_node: str
+
+    @property
+    def name(self) -> str:
+        """The name the faults file's ``reject_writes`` uses: ``<station>.mode_command``."""
+        return f"{self.station}.mode_command"
+
+
+def plant_modes(scenario: Any) -> list[PlantMode]:
+    """Every station's mode nodes: those the ``equipment`` section's ``modes`` declare, else
+    ``ns=2;s=<station>.mode_command`` and ``ns=2;s=<station>.mode``."""
+    equipment = getattr(scenario, "equipment", None)
+    out = []
+    for st in scenario.stations:
+        declared = equipment.station_modes(st.name) if equipment is not None else None
+        if declared is not None:
+            out.append(PlantMode(st.name, declared.node_id, declared.state_node_id))
+        else:
+            out.append(PlantMode(st.name, mode_command_node(st.name), mode_node(st.name)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -234,6 +267,7 @@ class VirtualPlant:
         self.line = Line(scenario, seed)
         self.tags = list(tags) if tags is not None else plant_tags(scenario)
         self.signals = plant_signals(scenario)
+        self.modes = plant_modes(scenario)
         self._check_tags()
         #: simulated time units per wall second
         self.rate = self.speed * UNITS_PER_HOUR[scenario.time_unit] / 3600.0
@@ -278,7 +312,7 @@ class VirtualPlant:
                 raise InputError(f"tag {tag.name}: node {tag.node!r}: the virtual plant serves namespace 2 only")
             if tag.low is not None and tag.high is not None and not tag.low < tag.high:
                 raise InputError(f"tag {tag.name}: low {tag.low} must be below high {tag.high}")
-        unknown = [n for n in self.faults.reject_writes if n not in names]
+        unknown = [n for n in self.faults.reject_writes if n not in names and n not in {m.name for m in self.modes}]
         if unknown:
             raise InputError(f"faults: reject_writes: unknown tag {unknown[0]!r} (tags: {', '.join(names) or 'none'})")
         signals = [s.name for s in self.signals]
@@ -463,6 +497,7 @@ class VirtualPlant:
             self._writers[staged.node] = partial(self._write_staging, tag, staged)
         await staging.add_method(_nid("staging.ApplyStaged"), ua.QualifiedName("ApplyStaged", 2),
                                  self._apply_staged, [], [ua.VariantType.Int32])
+        await self._build_modes(plant)
         if self.signals:
             signals = await plant.add_object(_nid("signals"), ua.QualifiedName("Signals", 2))
             for sig in self.signals:
@@ -540,13 +575,48 @@ class VirtualPlant:
             code = self._check_value(tag, value)
         if code is not None:
             return _bad(code)
-        self.accepted_writes += 1
         await self._take_effect({tag.name: value})
+        self._accepted()
+        return _GOOD
+
+    def _accepted(self) -> None:
+        """Count an accepted write (setpoint or mode command); drop the connection when the faults say so."""
+        self.accepted_writes += 1
         k = self.faults.drop_after_writes
         if k is not None and not self._dropped and self.accepted_writes >= k:
             self._dropped = True
             self._drop_connection()
+
+    # -- station modes (on, standby, off) ---------------------------------------------------------
+    async def _build_modes(self, plant: Any) -> None:
+        """Per station a writable Int32 mode command and the read-only mode in effect."""
+        modes = await plant.add_object(_nid("modes"), ua.QualifiedName("Modes", 2))
+        for mode in self.modes:
+            code = MODE_CODES[self.line.station(mode.station).mode]
+            state = await self._var(modes, ua.NodeId.from_string(mode.state_node), f"{mode.station}.mode", code,
+                                    ua.VariantType.Int32)
+            command = await self._var(modes, ua.NodeId.from_string(mode.command_node), mode.name, code,
+                                      ua.VariantType.Int32, writable=True)
+            self._writers[command.node] = partial(self._write_mode, mode, command, state)
+
+    async def _write_mode(self, mode: PlantMode, command: _Var, state: _Var, dv: ua.DataValue) -> ua.StatusCode:
+        """A mode command takes effect in the twin at once (``StationRT.command``), like a PLC's."""
+        if mode.name in self.faults.reject_writes:
+            return _bad(ua.StatusCodes.BadDeviceFailure)
+        value, code = self._value_of(dv, ua.VariantType.Int32)
+        if code is not None:
+            return _bad(code)
+        if value not in MODE_OF_CODE:
+            return _bad(ua.StatusCodes.BadOutOfRange)
+        self.line.station(mode.station).command(MODE_OF_CODE[value])
+        await self._set(command, value)
+        await self._set(state, value)
+        self._accepted()
         return _GOOD
+
+    def station_modes(self) -> dict[str, str]:
+        """The mode in effect of every station: ``on``, ``standby`` or ``off``."""
+        return {st.name: st.mode for st in self.line.stations}
 
     async def _write_staging(self, tag: PlantTag, var: _Var, dv: ua.DataValue) -> ua.StatusCode:
         value, code = self._value_of(dv, _VARIANT[tag.type])

@@ -367,10 +367,7 @@ async def _read_state(link: Link, env: Equipment, staging: bool, ep: str) -> dic
 
 
 def _node_of(env: Equipment, name: str) -> str:
-    tag = env.tag(name)
-    if tag is not None:
-        return tag.node_id
-    return next(s.node_id for s in env.signals if s.name == name)
+    return env.node_of(name)
 
 
 def _reconnector(endpoint: str, security: PushSecurity, link: Link, timing: Timing) -> Callable[[], Awaitable[Link]]:
@@ -393,7 +390,7 @@ def uncertain_since(audit: AuditLog, endpoint: str) -> str | None:
     """The time of the push that left ``endpoint`` uncertain, when no reconcile followed; else None."""
     last = None
     for entry in audit.entries():
-        if entry.get("endpoint") == endpoint and entry.get("action") in ("push", "reconcile"):
+        if entry.get("endpoint") == endpoint and entry.get("action") in ("push", "follow", "reconcile"):
             if entry["action"] == "reconcile":
                 last = None
             elif str(entry.get("outcome", "")).startswith("uncertain"):
