@@ -148,3 +148,49 @@ def test_bad_schedule_input_is_one_line_exit_2_and_nothing_is_written(case, ft06
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("twinopt: error: ")
     assert not (tmp_path / "d").exists()
     assert lists(held.url) == before
+
+
+HANDSHAKE = """  handshake:
+    staging: "ns=2;s=Recipe.Staged.{tag}"
+    apply_object: "ns=2;s=Recipe"
+    apply_method: "ns=2;s=Recipe.Apply"
+    heartbeat: "ns=2;s=Gw.Beat"
+    push_active: "ns=2;s=Gw.Active"
+"""
+
+
+def _glue_with(tmp_path: Path, handshake: str) -> Path:
+    from twins.shipped import shipped_scenario
+
+    text = shipped_scenario("glue_dispensing").read_text()  # type: ignore[union-attr]
+    path = tmp_path / "glue_dispensing.yaml"
+    path.write_text(text.replace("\nequipment:\n", "\nequipment:\n" + handshake, 1))
+    return path
+
+
+def test_a_push_uses_the_handshake_nodes_the_envelope_declares(tmp_path):
+    from test_push import DEFAULTS, rec, setpoints
+
+    scenario = _glue_with(tmp_path, HANDSHAKE)
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("signals: {dispenser.alarm: false}\n")
+    r = rec({"dispenser.speed_mm_s": 33.0})
+    path = tmp_path / "rec.json"
+    path.write_text(r.to_json())
+    with plant(str(scenario), "--port", "0", "--speed", "600", "--insecure", "--faults", str(faults)) as p:
+        run(setpoints(p.url, DEFAULTS))
+        got = run(read(p.url, ["Recipe.Staged.dispenser.speed_mm_s", "Gw.Beat", "Gw.Active"]))
+        assert got["Gw.Active"] is False
+        done = run_cli("push", str(path), "--endpoint", p.url, "--insecure", "--staging", "--scenario", str(scenario),
+                       "--data", str(tmp_path), "--dwell-scale", "0")
+        assert done.returncode == 0 and done.stdout.startswith("verified: "), done.stderr
+        after = run(read(p.url, ["Recipe.Staged.dispenser.speed_mm_s", "Gw.Beat", "dispenser.speed_mm_s"]))
+    assert after["Recipe.Staged.dispenser.speed_mm_s"] == 33.0 and after["dispenser.speed_mm_s"] == 33.0
+    assert after["Gw.Beat"] > got["Gw.Beat"]  # the gateway beat the declared heartbeat
+
+
+def test_a_bad_handshake_node_is_a_one_line_error_with_its_line_and_field(tmp_path):
+    scenario = _glue_with(tmp_path, '  handshake:\n    staging: "ns=2;s=staged"\n')
+    done = run_cli("run", str(scenario), "--replications", "1")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "glue_dispensing.yaml:94: equipment.handshake.staging" in done.stderr and "{tag}" in done.stderr
