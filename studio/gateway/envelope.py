@@ -271,6 +271,9 @@ def validate(recommendation: Recommendation, scenario: Scenario, envelope: Equip
 
 def _targets(rec: Recommendation, scenario: Scenario, env: Equipment) -> dict[str, tuple[Tag, float]]:
     """Tag name → (tag, recommended value); InputError for what cannot be checked at all."""
+    if rec.kind == "schedule":
+        raise InputError("a schedule is published as dispatch lists (studio.gateway.publish.publish_schedule, "
+                         "twinopt push), not checked as setpoints")
     if rec.kind != "setpoints":
         raise InputError(f"pushing {rec.kind.replace('_', ' ')}s is not implemented yet: only setpoint "
                          f"recommendations can be checked against the envelope")
