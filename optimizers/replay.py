@@ -122,12 +122,17 @@ def schedule_scenario(instance: Instance, schedule: Schedule, *, cv: float = 0.0
         if power_kw is not None:
             st["energy"] = {"power_kw": dict(power_kw if isinstance(power_kw, Mapping) else power_kw[m])}
         stations.append(st)
+    # the bare shop (sequences=False) is the scenario a plant serves and a schedule recommendation
+    # names: it must not depend on which schedule or solver it was built from (its fingerprint)
+    description = (f"{instance.name} replayed in the twin ({schedule.solver or 'schedule'})" if sequences
+                   else f"{instance.name} as a shop in the twin (every job released at t = 0)")
+    # generous: the replay stops when the last job leaves, not at the horizon
+    length = max(4 * total, 4 * schedule.makespan, 1.0) if sequences else max(4 * total, 1.0)
     data: dict[str, Any] = {
         "name": instance.name,
-        "description": f"{instance.name} replayed in the twin ({schedule.solver or 'schedule'})",
+        "description": description,
         "time_unit": time_unit,
-        # generous: the replay stops when the last job leaves, not at the horizon
-        "horizon": {"length": float(max(4 * total, 4 * schedule.makespan, 1.0)), "warmup": 0},
+        "horizon": {"length": float(length), "warmup": 0},
         "replications": 1,
         "products": [{"name": product_name(j), "route": [station_name(m) for m in routes[j]]} for j in sorted(routes)],
         "sources": [{"kind": "external", "name": "release"}],
@@ -138,6 +143,27 @@ def schedule_scenario(instance: Instance, schedule: Schedule, *, cv: float = 0.0
             raise InputError(f"extra: {key!r} is set by the replay and cannot be overridden")
         data[key] = value
     return scenario_from_data(data, file=f"<replay of {instance.name}>")
+
+
+def shop_scenario(instance: Instance, *, cv: float = 0.0, breakdowns: Sequence[Mapping[str, Any]] = (),
+                  power_kw: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None,
+                  extra: Mapping[str, Any] | None = None, time_unit: str = "min") -> Scenario:
+    """The bare shop of ``instance``: :func:`schedule_scenario` with ``sequences=False`` — the
+    scenario a ``schedule`` recommendation of :func:`recommend_schedule` is made for (same
+    options, same fingerprint) and the one ``twinopt plant INSTANCE`` serves. Every job is one
+    product ``J<j>`` released by the external source ``release``; no machine has a fixed order.
+
+    A flexible job shop has no shop scenario of its own (the routes depend on the machines a
+    schedule assigns): :class:`InputError`."""
+    if isinstance(instance, FlexibleJobShopInstance):
+        raise InputError(f"{instance.name} is a flexible job shop: its routes depend on a schedule's machine "
+                         f"assignment, so it has no shop scenario of its own")
+    from optimizers.solvers import solve_instance
+
+    # routes and times do not depend on the schedule: any feasible one (a dispatch rule) builds it
+    schedule = solve_instance(instance, "rule:fifo")
+    return schedule_scenario(instance, schedule, cv=cv, breakdowns=breakdowns, power_kw=power_kw, extra=extra,
+                             time_unit=time_unit, sequences=False)
 
 
 @dataclass
@@ -246,7 +272,7 @@ def recommend_schedule(instance: Instance, solver: str = "cpsat", *, time_limit:
     rec_run = replay_schedule(instance, schedule, **options)
     base_run = replay_schedule(instance, reference, **options)
     shop = schedule_scenario(instance, schedule, cv=cv, breakdowns=breakdowns, power_kw=power_kw, extra=extra,
-                             time_unit=time_unit, sequences=False)
+                             time_unit=time_unit, sequences=False)  # = shop_scenario(instance, …) but flexible too
     lb = schedule.lower_bound
     gap = (schedule.makespan - lb) / schedule.makespan if lb is not None and schedule.makespan > 0 else None
     payload = schedule.to_json()

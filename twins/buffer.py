@@ -12,6 +12,7 @@ its level over time (for the mean queue length) and stamps each part's entry tim
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import simpy
@@ -94,6 +95,16 @@ class Buffer:
             items.append(waiting)
             ev.succeed()
         return part
+
+    def set_sequence(self, sequence: Iterable[int] | None) -> None:
+        """Replace the fixed processing order now (product indices; None: back to first in, first
+        out), and hand waiting parts to waiting machines where the new order allows it."""
+        self.sequence = None if sequence is None else deque(sequence)
+        while self.getters:
+            part = self.try_get()
+            if part is None:
+                return
+            self.getters.popleft().succeed(part)
 
     def _is_next(self, part: Part) -> bool:
         seq = self.sequence

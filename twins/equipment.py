@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
+from twins.equipment_nodes import DispatchNodes, Handshake
 from twins.errors import SpecError
 from twins.expressions import CONSTANTS, Expression, ExpressionError
 from twins.specmodel import SpecModel
@@ -172,6 +173,10 @@ class Equipment(SpecModel):
         default_factory=list, description="safe expressions that must all be true before every write step")
     interlocks: list[str] = Field(
         default_factory=list, description="safe expressions that must hold in every state a push passes through")
+    handshake: Handshake = Field(default_factory=Handshake,
+                                 description="nodes of the push handshake (staging, apply method, watchdog)")
+    dispatch: DispatchNodes = Field(default_factory=DispatchNodes,
+                                    description="where schedules are published as per-station dispatch lists")
 
     @model_validator(mode="after")
     def _something(self) -> Equipment:

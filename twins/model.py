@@ -13,6 +13,7 @@ KPIs for the window between them.
 """
 from __future__ import annotations
 
+import math
 import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -152,6 +153,8 @@ class Line:
         self.arrivals = self.lost = self.good = self.scrapped = 0
         self.wip, self.wip_area, self.t_wip = 0, 0.0, 0.0
         self.lead_times: list[float] = []
+        #: simulated time the last good part left the line (NaN before the first)
+        self.last_exit = math.nan
         self.orders: list[Order] = []
         #: what machines do first when the line starts from a plant state (twins.state.place); a
         #: machine takes its entry out when its process starts
@@ -385,6 +388,7 @@ class Line:
         self.good += 1
         self.good_by_product[part.product.index] += 1
         self.lead_times.append(now - part.t_entry)
+        self.last_exit = now
         if self.part_trace is not None:
             self.part_trace.append((part.product.name, part.t_entry, now, "good"))
         order = part.order

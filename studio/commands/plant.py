@@ -6,6 +6,7 @@ faults. docs/plant.md has the node map, the faults file and the security setup.
 
 Examples:
   twinopt plant glue_dispensing --port 0 --speed 600 --insecure
+  twinopt plant ft06 --hold --port 0 --speed 600 --insecure      # a job shop waiting for its dispatch lists
   twinopt plant smt_line --users plant-users.txt --cert-dir twinopt-data/pki
   TWINOPT_PLANT_PASSWORD=… twinopt plant --users plant-users.txt --add-user alice
 """
@@ -21,13 +22,17 @@ PASSWORD_ENV = "TWINOPT_PLANT_PASSWORD"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", metavar="SCENARIO", nargs="?",
-                   help="scenario YAML file or shipped name (glue_dispensing …)")
+                   help="scenario YAML file or shipped name (glue_dispensing …), or a shipped scheduling "
+                        "instance (ft06, ta001 …): its shop, every job released at t = 0")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=4840, help="TCP port; 0 picks a free one (default 4840)")
     p.add_argument("--speed", type=float, default=60.0,
                    help="simulated seconds per wall second (default 60: a minute per second)")
     p.add_argument("--seed", type=int, default=1, help="master seed of the simulated replication")
     p.add_argument("--faults", metavar="FILE", help="inject faults (YAML/JSON, see docs/plant.md)")
+    p.add_argument("--hold", action="store_true",
+                   help="start with the simulated clock held (line.hold true) until a client writes line.hold "
+                        "false, e.g. after publishing dispatch lists")
     p.add_argument("--watchdog", type=float, default=5.0, metavar="S",
                    help="seconds without a heartbeat during a push before reverting (default 5)")
     sec = p.add_mutually_exclusive_group()
@@ -83,10 +88,11 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--insecure serves anonymous clients without encryption: loopback only, not {args.host}")
     check_seed(args.seed, name="--seed")
 
+    from studio.shop import resolve_scenario
     from twins.extras import requires
-    from twins.loader import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario, shop = resolve_scenario(args.scenario)
+    releases = {p.name: 1 for p in scenario.products} if shop else None
     with requires("gateway", "twinopt plant"):
         import asyncua  # noqa: F401 - the extra, named before any work
 
@@ -97,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
     security = PlantSecurity.insecure() if args.insecure else PlantSecurity.with_users(read_users(args.users),
                                                                                          args.cert_dir)
     plant = VirtualPlant(scenario, security=security, speed=args.speed, seed=args.seed, faults=faults,
-                         host=args.host, port=args.port, watchdog_s=args.watchdog,
+                         host=args.host, port=args.port, watchdog_s=args.watchdog, hold=args.hold, releases=releases,
                          on_event=lambda message: print(f"twinopt plant: {message}", file=sys.stderr, flush=True))
     import asyncio
 

@@ -1,4 +1,5 @@
-"""Push a setpoint recommendation (or follow an energy plan) to equipment over OPC UA, checked against the envelope.
+"""Push a setpoint recommendation to equipment over OPC UA, checked against the safety envelope;
+publish a schedule recommendation as per-station dispatch lists; or follow an energy plan.
 
 Reads the current values, checks the recommendation against the scenario's envelope (or
 --envelope), then writes it step by step (ramps, dwell), rechecking permissives and interlocks
@@ -22,6 +23,7 @@ Examples:
       --approved-by carol
   twinopt push --reconcile --endpoint opc.tcp://plc:4840/ --scenario glue_dispensing --insecure
   twinopt push out/energy_rec.json --follow --endpoint opc.tcp://127.0.0.1:4840/twinopt/ --insecure
+  twinopt push out/ft06.json --endpoint opc.tcp://127.0.0.1:4840/twinopt/ --insecure   # a schedule: dispatch lists
 """
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ from studio.endpoint import add_endpoint_arguments, endpoint_password, endpoint_
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recommendation", metavar="RECOMMENDATION", nargs="?",
-                   help="a setpoint Recommendation JSON file (twinopt optimize --json), or an energy plan "
-                        "with --follow (twinopt recommend energy --json)")
+                   help="a setpoint or schedule Recommendation JSON file (twinopt optimize --json, "
+                        "twinopt recommend schedule --out), or an energy plan with --follow")
     add_endpoint_arguments(p)
     p.add_argument("--user", metavar="NAME", help="who pushes, for the audit trail (default: the OS user)")
     p.add_argument("--approved-by", metavar="NAME", help="approver's sign-off (someone else than --user)")
@@ -43,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write targets to the staging nodes and apply each step with staging.ApplyStaged")
     p.add_argument("--reconcile", action="store_true",
                    help="read the live values, record them as reconciled and lift the block of an uncertain push")
-    p.add_argument("--scenario", metavar="S", help="scenario file or name (default: the recommendation's)")
+    p.add_argument("--scenario", metavar="S",
+                   help="scenario file or name, or a shipped instance for its shop (default: the recommendation's)")
     p.add_argument("--envelope", metavar="FILE", help="envelope file (default: the scenario's equipment section)")
     p.add_argument("--data", default="twinopt-data", metavar="DIR", help="data folder of the audit trail")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="timeout of every request (default 5)")
@@ -66,7 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from twins.errors import EquipmentError, EquipmentUncertain, InputError, PushRefused
+    from studio.shop import resolve_scenario
+    from twins.errors import InputError
     from twins.extras import requires
     from twins.loader import load_envelope, load_scenario
 
@@ -81,10 +85,12 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("--follow writes mode commands: give no --reconcile or --staging")
     if rec is not None and rec.kind == "energy_plan" and not args.follow:
         raise InputError("an energy plan runs as a timed sequence of mode commands: add --follow")
+    if rec is not None and rec.kind == "schedule":
+        return _publish(args, rec, password)
     scenario_ref = args.scenario or (rec.scenario if rec is not None else None)
     if scenario_ref is None:
         raise InputError("--reconcile needs --scenario (whose envelope names the tags to read)")
-    scenario = load_scenario(scenario_ref)
+    scenario = resolve_scenario(scenario_ref)[0] if args.reconcile else load_scenario(scenario_ref)
     envelope = load_envelope(args.envelope, scenario) if args.envelope else None
 
     with requires("gateway", "twinopt push"):
@@ -100,6 +106,14 @@ def main(args: argparse.Namespace) -> int:
                        dwell_scale=args.dwell_scale)
     audit = AuditLog(Path(args.data) / "audit.jsonl")
     user = args.user or gw.default_user()
+    if args.reconcile and envelope is None and scenario.equipment is None:  # a shop: its dispatch lists
+        from studio.gateway.publish import reconcile_dispatch
+
+        lists = gw.run(reconcile_dispatch(endpoint=args.endpoint, scenario=scenario, audit=audit, security=security,
+                                          user=user, timing=timing))
+        print(f"reconciled: {gw.normalize_endpoint(args.endpoint)}: "
+              + "; ".join(f"{st} = [{', '.join(v)}]" for st, v in lists.items()))
+        return 0
     if args.reconcile:
         values = gw.run(gw.reconcile(endpoint=args.endpoint, scenario=scenario, audit=audit, security=security,
                                      user=user, envelope=envelope, timing=timing))
@@ -115,6 +129,13 @@ def main(args: argparse.Namespace) -> int:
     if result.outcome == "dry-run":
         _print_plan(result, args.dwell_scale)
         return 0
+    return _report(result, rec)
+
+
+def _report(result, rec) -> int:
+    """Exit 0 for verified or already pushed; raise the outcome's error otherwise."""
+    from twins.errors import EquipmentError, EquipmentUncertain, PushRefused
+
     if result.ok:
         print(f"{result.outcome}: recommendation {rec.id} v{rec.version} at {result.endpoint}"
               + (f" ({result.steps_done} steps)" if result.outcome == "verified" else ""))
@@ -125,6 +146,54 @@ def main(args: argparse.Namespace) -> int:
         raise EquipmentUncertain(f"{result.outcome} ({result.detail}); pushes to {result.endpoint} are refused until "
                                  f"`twinopt push --reconcile`")
     raise EquipmentError(f"{result.outcome}: {result.detail}")
+
+
+def _publish(args: argparse.Namespace, rec, password: str | None) -> int:
+    """A schedule recommendation: publish each machine's job order as the station's dispatch list."""
+    from studio.shop import recommendation_scenario, resolve_scenario
+    from twins.errors import InputError
+    from twins.extras import requires
+    from twins.loader import load_envelope
+
+    if args.staging:
+        raise InputError("--staging applies to setpoints: dispatch lists are written in one batched call")
+    scenario = resolve_scenario(args.scenario)[0] if args.scenario else recommendation_scenario(rec)
+    envelope = None
+    if args.envelope:
+        if scenario is None:
+            raise InputError("--envelope needs the scenario it belongs to: add --scenario")
+        envelope = load_envelope(args.envelope, scenario)
+    equipment = envelope if envelope is not None else (scenario.equipment if scenario is not None else None)
+    with requires("gateway", "twinopt push"):
+        import asyncua  # noqa: F401 - the extra, named before any work
+
+        from studio.gateway import push as gw
+        from studio.gateway.audit import AuditLog
+        from studio.gateway.publish import publish_schedule
+    import logging
+
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+    timing = gw.Timing(call_s=args.timeout, readback_s=args.readback_timeout, settle_s=args.settle,
+                       dwell_scale=args.dwell_scale)
+    result = gw.run(publish_schedule(
+        rec, endpoint=args.endpoint, scenario=scenario, audit=AuditLog(Path(args.data) / "audit.jsonl"),
+        security=endpoint_security(args, password), user=args.user or gw.default_user(),
+        nodes=equipment.dispatch if equipment is not None else None,
+        handshake=equipment.handshake if equipment is not None else None,
+        dry_run=args.dry_run, approved_by=args.approved_by, timing=timing))
+    if result.outcome == "dry-run":
+        plan = result.plan
+        width = max(len(c.station) for c in plan.changes)
+        print(f"dry run: {len(plan.writes)} of {len(plan.changes)} dispatch lists change at {result.endpoint}, "
+              f"nothing written")
+        for c in plan.changes:
+            what = "unchanged" if c.old == c.new else f"[{', '.join(c.old)}] → [{', '.join(c.new)}]"
+            print(f"{c.station:<{width}}  {what}")
+        if plan.approval_needed:
+            state = f"approved by {', '.join(plan.approved_by)}" if plan.approved_by else "needs --approved-by NAME"
+            print(f"approval: dispatch lists: {state}")
+        return 0
+    return _report(result, rec)
 
 
 def _read_recommendation(path: str):

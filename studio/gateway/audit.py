@@ -90,9 +90,11 @@ class AuditLog:
     # ------------------------------------------------------------------------------------ writing
 
     def append(self, user: str, action: str, outcome: str, *, recommendation: tuple[str, int] | None = None,
-               endpoint: str | None = None, changes: Iterable[tuple[str, float | None, float | None]] = (),
+               endpoint: str | None = None,
+               changes: Iterable[tuple[str, float | list[str] | None, float | list[str] | None]] = (),
                detail: str | None = None, time: dt.datetime | None = None) -> dict[str, Any]:
-        """Append one entry and return it. ``changes`` are ``(tag, old, new)``; ``recommendation``
+        """Append one entry and return it. ``changes`` are ``(tag, old, new)`` — numbers, or lists of
+        product names for a dispatch list (``<station>.dispatch_list``); ``recommendation``
         is ``(id, version)``. Refuses (:class:`AuditTampered`) to extend a log whose end does not
         match its head."""
         fields = entry_fields(user, action, outcome, recommendation=recommendation, endpoint=endpoint,
@@ -261,7 +263,8 @@ class AuditLog:
             if since is not None and when < since:
                 continue
             for c in entry.get("changes") or []:
-                if (wanted is None or c.get("tag") in wanted) and c.get("old") is not None and c.get("new") is not None:
+                numbers = all(isinstance(c.get(k), int | float) for k in ("old", "new"))
+                if (wanted is None or c.get("tag") in wanted) and numbers:  # dispatch lists are not rated
                     out.append(Change(c["tag"], when, float(c["old"]), float(c["new"]), str(entry.get("user", ""))))
         return out
 
@@ -279,5 +282,7 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return entry
 
 
-def _number(value: float | None) -> float | None:
-    return None if value is None else float(value)
+def _number(value: float | list[str] | None) -> float | list[str] | None:
+    if value is None:
+        return None
+    return [str(v) for v in value] if isinstance(value, list | tuple) else float(value)

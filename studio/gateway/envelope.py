@@ -274,6 +274,9 @@ def _targets(rec: Recommendation, scenario: Scenario, env: Equipment) -> dict[st
     if rec.kind == "energy_plan":
         raise InputError("an energy plan runs as a timed sequence of mode commands: follow it with "
                          "`twinopt push PLAN --follow` (studio.gateway.follow)")
+    if rec.kind == "schedule":
+        raise InputError("a schedule is published as dispatch lists (studio.gateway.publish.publish_schedule, "
+                         "twinopt push), not checked as setpoints")
     if rec.kind != "setpoints":
         raise InputError(f"pushing {rec.kind.replace('_', ' ')}s is not implemented yet: only setpoint "
                          f"recommendations can be checked against the envelope")

@@ -42,11 +42,13 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.server.address_space import AttributeService
 from asyncua.server.user_managers import UserManager
 
+from studio.gateway.dispatch import StationDispatch, dispatch_lists
 from studio.gateway.faults import Faults
 from studio.gateway.security import PLANT_APP_URI, ensure_certificate, hash_password, verify_password
 from twins.calendar import UNITS_PER_HOUR
 from twins.energy import STATES
 from twins.equipment import MODE_CODES, MODE_OF_CODE, mode_command_node, mode_node
+from twins.equipment_nodes import DispatchNodes, Handshake
 from twins.errors import InputError
 from twins.kpi import line_kpis, station_kpis
 from twins.model import Line, Snapshot
@@ -253,7 +255,8 @@ class VirtualPlant:
     def __init__(self, scenario: Any, *, security: PlantSecurity, speed: float = 60.0, seed: int = 1,
                  faults: Faults | None = None, tags: Sequence[PlantTag] | None = None, host: str = "127.0.0.1",
                  port: int = 0, watchdog_s: float = 5.0, tick_s: float = 0.05,
-                 on_event: Callable[[str], None] | None = None):
+                 on_event: Callable[[str], None] | None = None, hold: bool = False,
+                 releases: Mapping[str, int] | None = None):
         if not (math.isfinite(speed) and speed > 0):
             raise InputError(f"speed must be a positive number of simulated seconds per second, got {speed}")
         if not (math.isfinite(watchdog_s) and watchdog_s > 0):
@@ -265,6 +268,15 @@ class VirtualPlant:
         self.host, self.port, self.watchdog_s, self.tick_s = host, port, float(watchdog_s), tick_s
         self.on_event = on_event or (lambda message: log.warning("%s", message))
         self.line = Line(scenario, seed)
+        for product, quantity in (releases or {}).items():  # e.g. every job of a shop at t = 0
+            self.line.release(product, quantity)
+        #: while True the simulated clock stands still (``line.hold``; ``hold=True`` starts held)
+        self.held = bool(hold)
+        equipment = getattr(scenario, "equipment", None)
+        self.handshake: Handshake = equipment.handshake if equipment is not None else Handshake()
+        self.dispatch_nodes: DispatchNodes = equipment.dispatch if equipment is not None else DispatchNodes()
+        self.dispatch: dict[str, StationDispatch] = dispatch_lists(self.line)
+        self.confirmed_lists = {name: d.remaining for name, d in self.dispatch.items()}
         self.tags = list(tags) if tags is not None else plant_tags(scenario)
         self.signals = plant_signals(scenario)
         self.modes = plant_modes(scenario)
@@ -312,9 +324,18 @@ class VirtualPlant:
                 raise InputError(f"tag {tag.name}: node {tag.node!r}: the virtual plant serves namespace 2 only")
             if tag.low is not None and tag.high is not None and not tag.low < tag.high:
                 raise InputError(f"tag {tag.name}: low {tag.low} must be below high {tag.high}")
-        unknown = [n for n in self.faults.reject_writes if n not in names and n not in {m.name for m in self.modes}]
+        writable = [*names, *(f"{st}.dispatch_list" for st in self.dispatch), *(m.name for m in self.modes)]
+        unknown = [n for n in self.faults.reject_writes if n not in writable]
         if unknown:
-            raise InputError(f"faults: reject_writes: unknown tag {unknown[0]!r} (tags: {', '.join(names) or 'none'})")
+            raise InputError(f"faults: reject_writes: unknown tag {unknown[0]!r} "
+                             f"(tags and dispatch lists: {', '.join(writable) or 'none'})")
+        hs, dn = self.handshake, self.dispatch_nodes
+        for what, where in (("handshake: staging", hs.staging_node("x")), ("handshake: apply_object", hs.apply_object),
+                           ("handshake: apply_method", hs.apply_method), ("handshake: heartbeat", hs.heartbeat),
+                           ("handshake: push_active", hs.push_active), ("dispatch: node", dn.node_of("x")),
+                           ("dispatch: remaining", dn.remaining_of("x"))):
+            if ua.NodeId.from_string(where).NamespaceIndex != 2:
+                raise InputError(f"{what}: {where!r}: the virtual plant serves namespace 2 only")
         signals = [s.name for s in self.signals]
         unknown = [n for n in self.faults.signals if n not in signals]
         if unknown:
@@ -462,6 +483,10 @@ class VirtualPlant:
             await self._ro(line_obj, f"line.{name}", 0, ua.VariantType.Int32)
         await self._ro(line_obj, "line.energy_kwh", 0.0, ua.VariantType.Double)
         await self._ro(line_obj, "line.throughput_per_h", 0.0, ua.VariantType.Double)
+        await self._ro(line_obj, "line.last_exit", math.nan, ua.VariantType.Double)
+        hold = await self._var(line_obj, _nid("line.hold"), "hold", self.held, ua.VariantType.Boolean, writable=True)
+        self._vars["line.hold"] = hold
+        self._writers[hold.node] = lambda dv: self._write_hold(hold, dv)
         kpi_obj = await plant.add_object(_nid("kpi"), ua.QualifiedName("KPIs", 2))
         for name in LINE_KPIS:
             await self._ro(kpi_obj, f"kpi.{name}", math.nan, ua.VariantType.Double)
@@ -483,8 +508,10 @@ class VirtualPlant:
                 await self._ro(st_obj, f"{st.name}.m{i}.remaining", math.nan, ua.VariantType.Double)
             for name in STATION_KPIS:
                 await self._ro(kpi_obj, f"kpi.{st.name}.{name}", math.nan, ua.VariantType.Double)
+            await self._build_dispatch(st_obj, self.dispatch[st.name])
         active = await plant.add_object(_nid("active"), ua.QualifiedName("ActiveSetpoints", 2))
-        staging = await plant.add_object(_nid("staging"), ua.QualifiedName("Staging", 2))
+        hs = self.handshake
+        staging = await plant.add_object(ua.NodeId.from_string(hs.apply_object), ua.QualifiedName("Staging", 2))
         setpoints = await plant.add_object(_nid("setpoints"), ua.QualifiedName("Setpoints", 2))
         for tag in self.tags:
             vt = _VARIANT[tag.type]
@@ -493,9 +520,10 @@ class VirtualPlant:
             self._tag_vars[tag.name] = var
             self._writers[var.node] = partial(self._write_setpoint, tag)
             await self._ro(active, f"active.{tag.name}", float(value), ua.VariantType.Double)
-            staged = await self._var(staging, _nid(f"staging.{tag.name}"), tag.name, value, vt, writable=True)
+            staged = await self._var(staging, ua.NodeId.from_string(hs.staging_node(tag.name)), tag.name, value, vt,
+                                     writable=True)
             self._writers[staged.node] = partial(self._write_staging, tag, staged)
-        await staging.add_method(_nid("staging.ApplyStaged"), ua.QualifiedName("ApplyStaged", 2),
+        await staging.add_method(ua.NodeId.from_string(hs.apply_method), ua.QualifiedName("ApplyStaged", 2),
                                  self._apply_staged, [], [ua.VariantType.Int32])
         await self._build_modes(plant)
         if self.signals:
@@ -507,10 +535,10 @@ class VirtualPlant:
                 var = await self._var(signals, node, sig.name, self.signal_value(sig), _VARIANT[sig.type])
                 self._signal_vars.append((sig, var))
         gw = await plant.add_object(_nid("gateway"), ua.QualifiedName("Gateway", 2))
-        beat = await self._var(gw, _nid("gateway.heartbeat"), "heartbeat", 0, ua.VariantType.UInt32,
+        beat = await self._var(gw, ua.NodeId.from_string(hs.heartbeat), "heartbeat", 0, ua.VariantType.UInt32,
                                writable=True)
         self._writers[beat.node] = lambda dv: self._write_heartbeat(beat, dv)
-        active_flag = await self._var(gw, _nid("gateway.push_active"), "push_active", False,
+        active_flag = await self._var(gw, ua.NodeId.from_string(hs.push_active), "push_active", False,
                                       ua.VariantType.Boolean, writable=True)
         self._writers[active_flag.node] = lambda dv: self._write_push_active(active_flag, dv)
         self._vars["gateway.push_active"] = active_flag
@@ -520,6 +548,23 @@ class VirtualPlant:
         for var in self._vars.values():
             if var.node not in self._writers:
                 self._writers[var.node] = lambda dv: _bad(ua.StatusCodes.BadNotWritable)
+
+    async def _build_dispatch(self, parent: Any, d: StationDispatch) -> None:
+        """The station's dispatch-list nodes (:mod:`studio.gateway.dispatch`)."""
+        strings = ua.VariantType.String
+        node = ua.NodeId.from_string(self.dispatch_nodes.node_of(d.name))
+        var = await self._var(parent, node, "dispatch_list", list(d.written), strings, writable=True)
+        self._writers[var.node] = partial(self._write_dispatch, d, var)
+        remaining = await self._var(parent, ua.NodeId.from_string(self.dispatch_nodes.remaining_of(d.name)),
+                                    "dispatch_remaining", d.remaining, strings)
+        self._vars[f"{d.name}.dispatch_remaining"] = remaining
+        await self._ro(parent, f"{d.name}.dispatch_next", d.next, strings)
+        await self._ro(parent, f"{d.name}.dispatched", d.dispatched, strings)
+        assert self.server is not None
+        for array in (var, remaining, self._vars[f"{d.name}.dispatched"]):  # one-dimensional String arrays
+            await self.server.iserver.aspace.write_attribute_value(
+                array.node, ua.AttributeIds.ValueRank,
+                ua.DataValue(ua.Variant(ua.ValueRank.OneDimension, ua.VariantType.Int32)))
 
     async def _var(self, parent: Any, node: ua.NodeId, browse: str, value: Any, vtype: ua.VariantType, *,
                    writable: bool = False) -> _Var:
@@ -580,7 +625,7 @@ class VirtualPlant:
         return _GOOD
 
     def _accepted(self) -> None:
-        """Count an accepted write (setpoint or mode command); drop the connection when the faults say so."""
+        """Count an accepted write (setpoint, mode command, dispatch list); drop the connection if told to."""
         self.accepted_writes += 1
         k = self.faults.drop_after_writes
         if k is not None and not self._dropped and self.accepted_writes >= k:
@@ -617,6 +662,40 @@ class VirtualPlant:
     def station_modes(self) -> dict[str, str]:
         """The mode in effect of every station: ``on``, ``standby`` or ``off``."""
         return {st.name: st.mode for st in self.line.stations}
+
+    async def _write_dispatch(self, d: StationDispatch, var: _Var, dv: ua.DataValue) -> ua.StatusCode:
+        """A station's dispatch list: a String array of products that visit the station."""
+        if f"{d.name}.dispatch_list" in self.faults.reject_writes:
+            return _bad(ua.StatusCodes.BadDeviceFailure)
+        v = dv.Value
+        if v is None or v.VariantType != ua.VariantType.String or not (v.is_array or v.Value is None):
+            return _bad(ua.StatusCodes.BadTypeMismatch)
+        names = list(v.Value or [])
+        if any(not isinstance(n, str) for n in names) or d.problem(names) is not None:
+            return _bad(ua.StatusCodes.BadOutOfRange)
+        d.write(names)
+        await self._set(var, list(names))
+        await self._publish_dispatch()
+        self._accepted()
+        return _GOOD
+
+    def _write_hold(self, var: _Var, dv: ua.DataValue) -> Any:
+        value, code = self._value_of(dv, var.vtype)
+        if code is not None:
+            return _bad(code)
+        self.held = bool(value)
+
+        async def done() -> ua.StatusCode:
+            await self._set(var, self.held)
+            return _GOOD
+
+        return done()
+
+    async def _publish_dispatch(self) -> None:
+        for d in self.dispatch.values():
+            await self._publish_value(f"{d.name}.dispatch_remaining", d.remaining)
+            await self._publish_value(f"{d.name}.dispatch_next", d.next)
+            await self._publish_value(f"{d.name}.dispatched", d.dispatched)
 
     async def _write_staging(self, tag: PlantTag, var: _Var, dv: ua.DataValue) -> ua.StatusCode:
         value, code = self._value_of(dv, _VARIANT[tag.type])
@@ -721,6 +800,7 @@ class VirtualPlant:
             self._last_beat = asyncio.get_running_loop().time()
         elif self.push_active and not active:
             self.confirmed = self.setpoints()
+            self.confirmed_lists = {name: d.remaining for name, d in self.dispatch.items()}
         self.push_active = active
 
         async def done() -> ua.StatusCode:
@@ -737,12 +817,17 @@ class VirtualPlant:
         self._pending.clear()
         self._staged.clear()
         await self._apply(self.confirmed)
+        for name, d in self.dispatch.items():
+            if d.remaining != self.confirmed_lists[name]:
+                d.write(self.confirmed_lists[name])
+                await self._set(self._vars[self.dispatch_nodes.node_of(name)], list(d.written))
+        await self._publish_dispatch()
         self.push_active = False
         self.watchdog_trips += 1
         await self._set(self._vars["gateway.push_active"], False)
         await self._publish_value("gateway.watchdog_trips", self.watchdog_trips)
         self.on_event(f"watchdog: no heartbeat for {self.watchdog_s:g} s during a push; "
-                      f"setpoints reverted to the last confirmed ones")
+                      f"setpoints and dispatch lists reverted to the last confirmed ones")
 
     # -- clock ------------------------------------------------------------------------------------
     async def _clock(self) -> None:
@@ -757,6 +842,8 @@ class VirtualPlant:
         finished = False
         while True:
             now = loop.time()
+            if self.held:  # the clock stands still: it resumes from here, not catching up
+                wall0, sim0 = now, env.now
             target = min(sim0 + (now - wall0) * self.rate, horizon)
             if env.now < target:
                 step_end = min(target, env.now + chunk)
@@ -823,6 +910,7 @@ class VirtualPlant:
         await pub("line.wip", int(line.wip))
         await pub("line.energy_kwh", float(sum(sum(s["kwh"]) for s in snap["stations"])))
         await pub("line.throughput_per_h", float(line.good / (now / uph)) if now > 0 else 0.0)
+        await pub("line.last_exit", float(line.last_exit))
         for st, s in zip(line.stations, snap["stations"], strict=True):
             counts = [0] * len(STATES)
             for m in st.machines:
@@ -836,6 +924,7 @@ class VirtualPlant:
             await pub(f"{st.name}.reworked", int(st.reworked))
             await pub(f"{st.name}.energy_kwh", float(sum(s["kwh"])))
         await self._publish_state()
+        await self._publish_dispatch()
         for sig, var in self._signal_vars:
             await self._set(var, self.signal_value(sig))
         s0 = self._s0

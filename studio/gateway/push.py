@@ -33,14 +33,15 @@ from studio.gateway.audit import AuditLog
 from studio.gateway.envelope import CheckedPlan, Violation, authentic, check, recheck, validate
 from studio.gateway.security import ensure_certificate
 from twins.equipment import Equipment
+from twins.equipment_nodes import Handshake
 from twins.errors import EndpointUnreachable, EnvelopeViolation, InputError
 from twins.spec import Scenario
 
 #: the gateway's application URI (in its client certificate)
 GATEWAY_APP_URI = "urn:twinopt:gateway"
-#: the virtual plant's node conventions a push uses when the server offers them
-PUSH_ACTIVE, HEARTBEAT = "ns=2;s=gateway.push_active", "ns=2;s=gateway.heartbeat"
-STAGING_OBJECT, APPLY_STAGED = "ns=2;s=staging", "ns=2;s=staging.ApplyStaged"
+#: the virtual plant's node conventions, the defaults of an envelope's ``handshake:``
+PUSH_ACTIVE, HEARTBEAT = Handshake().push_active, Handshake().heartbeat
+STAGING_OBJECT, APPLY_STAGED = Handshake().apply_object, Handshake().apply_method
 VARIANTS = {"Float": ua.VariantType.Float, "Double": ua.VariantType.Double, "Int32": ua.VariantType.Int32,
             "Boolean": ua.VariantType.Boolean}
 #: failures of the link to the equipment (a dropped connection, a request timing out, a Bad answer)
@@ -48,8 +49,8 @@ LINK_ERRORS = (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError, ua.
 
 
 def staging_node(tag: str) -> str:
-    """Where a tag's target is staged (the virtual plant's convention)."""
-    return f"ns=2;s=staging.{tag}"
+    """Where a tag's target is staged by default (the virtual plant's convention)."""
+    return Handshake().staging_node(tag)
 
 
 @dataclass(frozen=True)
@@ -144,10 +145,12 @@ def default_user() -> str:
 # ------------------------------------------------------------------------------ the link to equipment
 
 class Link:
-    """One session with the equipment: typed, batched reads and writes of named nodes."""
+    """One session with the equipment: typed, batched reads and writes of named nodes; the
+    handshake's nodes (staging, apply method, watchdog) where ``handshake`` says."""
 
-    def __init__(self, client: Client, nodes: Mapping[str, str], timing: Timing):
+    def __init__(self, client: Client, nodes: Mapping[str, str], timing: Timing, handshake: Handshake | None = None):
         self.client, self.timing = client, timing
+        self.handshake = handshake if handshake is not None else Handshake()
         self.nodes = {name: client.get_node(node) for name, node in nodes.items()}
         self.types: dict[str, ua.VariantType] = {}
         self._beat: asyncio.Task[None] | None = None
@@ -202,14 +205,15 @@ class Link:
     async def apply_staged(self) -> str | None:
         """Call ``staging.ApplyStaged``: None when applied, else the status name (nothing applied)."""
         try:
-            await self.call(self.client.get_node(STAGING_OBJECT).call_method(ua.NodeId.from_string(APPLY_STAGED)))
+            hs = self.handshake
+            await self.call(self.client.get_node(hs.apply_object).call_method(ua.NodeId.from_string(hs.apply_method)))
         except ua.UaStatusCodeError as err:
             return ua.StatusCode(err.code).name
         return None
 
     async def start_watchdog(self) -> None:
         """Set ``gateway.push_active`` and beat ``gateway.heartbeat`` when the server has them."""
-        probe = {"push_active": PUSH_ACTIVE, "heartbeat": HEARTBEAT}
+        probe = {"push_active": self.handshake.push_active, "heartbeat": self.handshake.heartbeat}
         for name, node in probe.items():
             self.nodes.setdefault(name, self.client.get_node(node))
         dvs = await self.call(self.client.read_attributes([self.nodes[n] for n in probe]))
@@ -263,7 +267,8 @@ def _typed(value: float, vtype: ua.VariantType) -> Any:
     return float(value)
 
 
-async def connect(endpoint: str, security: PushSecurity, nodes: Mapping[str, str], timing: Timing) -> Link:
+async def connect(endpoint: str, security: PushSecurity, nodes: Mapping[str, str], timing: Timing,
+                  handshake: Handshake | None = None) -> Link:
     """A session with ``endpoint``; an unreachable endpoint or a refused login is an
     :class:`~twins.errors.EndpointUnreachable` (nothing was written)."""
     client = Client(endpoint, timeout=timing.call_s)
@@ -281,7 +286,7 @@ async def connect(endpoint: str, security: PushSecurity, nodes: Mapping[str, str
             await asyncio.wait_for(client.disconnect(), 1.0)
         why = " ".join(f"{type(err).__name__} {err}".split())[:200]
         raise EndpointUnreachable(f"cannot connect to {endpoint} ({why}): nothing was written") from None
-    return Link(client, nodes, timing)
+    return Link(client, nodes, timing, handshake)
 
 
 # ---------------------------------------------------------------------------------------- the push
@@ -316,7 +321,7 @@ async def push(recommendation: Recommendation, *, endpoint: str, scenario: Scena
 
     tags = {t.name: t for t in env.tags}
     names = list(env.names)
-    link = await connect(endpoint, security, {n: _node_of(env, n) for n in names}, timing)
+    link = await connect(endpoint, security, {n: _node_of(env, n) for n in names}, timing, env.handshake)
     try:
         known = await _read_state(link, env, staging, ep)
         verdict = check(recommendation, known, audit.history(tags=list(tags)), scenario=scenario, envelope=env)
@@ -357,7 +362,7 @@ async def _read_state(link: Link, env: Equipment, staging: bool, ep: str) -> dic
                              f"{types[tag.name].name}: fix the envelope")
     if staging:
         for tag in env.tags:
-            link.nodes[f"staging:{tag.name}"] = link.client.get_node(staging_node(tag.name))
+            link.nodes[f"staging:{tag.name}"] = link.client.get_node(link.handshake.staging_node(tag.name))
         await link.read_types([f"staging:{t.name}" for t in env.tags])
     current = await link.read(names)
     missing = [t.name for t in env.tags if not math.isfinite(current[t.name])]
@@ -372,7 +377,7 @@ def _node_of(env: Equipment, name: str) -> str:
 
 def _reconnector(endpoint: str, security: PushSecurity, link: Link, timing: Timing) -> Callable[[], Awaitable[Link]]:
     async def again() -> Link:
-        fresh = await connect(endpoint, security, {}, timing)
+        fresh = await connect(endpoint, security, {}, timing, link.handshake)
         fresh.nodes.update({n: fresh.client.get_node(node.nodeid) for n, node in link.nodes.items()})
         fresh.types.update(link.types)
         return fresh
