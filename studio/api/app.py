@@ -176,6 +176,11 @@ Approver = Annotated[Principal, Depends(need("approve"))]
 Admin = Annotated[Principal, Depends(need("admin"))]
 
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": m.Problem}, 403: {"model": m.Problem}}
+#: a route with parameters: its 422 is the validation handler's {detail: [{loc, line, msg}]} (create_app), not
+#: FastAPI's default {detail: [{loc, msg, type}]}, which it documents unless the route names its own 422
+CHECKED: dict[int | str, dict[str, Any]] = {**ERRORS, 422: {"model": m.ValidationFailed}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {**CHECKED, 404: {"model": m.Problem}}
+CONFLICT: dict[int | str, dict[str, Any]] = {**NOT_FOUND, 409: {"model": m.Problem}}
 
 
 def _invalid(items: list[dict[str, Any]]) -> HTTPException:
@@ -224,8 +229,7 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 
 
 @router.post("/scenarios", status_code=201, response_model=m.ScenarioOut, tags=["scenarios"],
-             responses={**ERRORS, 415: {"model": m.Problem}, 422: {"model": m.ValidationFailed},
-                        409: {"model": m.Problem}},
+             responses={**CHECKED, 415: {"model": m.Problem}, 409: {"model": m.Problem}},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/yaml": {"schema": {"type": "string"}},
                  "application/json": {"schema": m.ScenarioIn.model_json_schema()}}}})
@@ -294,7 +298,7 @@ def list_scenarios(state: ApiDep, who: Reader) -> list[dict[str, Any]]:
 
 
 @router.get("/scenarios/{scenario_id}", response_model=m.ScenarioDetail, tags=["scenarios"],
-            responses={**ERRORS, 404: {"model": m.Problem}})
+            responses=NOT_FOUND)
 def get_scenario(scenario_id: str, state: ApiDep, who: Reader) -> dict[str, Any]:
     from twins.shipped import scenario_path
 
@@ -351,9 +355,8 @@ def _job_out(row: Any) -> dict[str, Any]:
 
 
 @router.post("/jobs", status_code=202, response_model=m.JobCreated, tags=["jobs"],
-             responses={**ERRORS, 200: {"model": m.JobCreated, "description": "an identical job has finished: "
-                                                                               "its result, at once"},
-                        422: {"model": m.ValidationFailed}})
+             responses={**CHECKED, 200: {"model": m.JobCreated, "description": "an identical job has finished: "
+                                                                               "its result, at once"}})
 def submit_job(body: m.JobIn, state: ApiDep, who: Writer) -> Any:
     kind, params = body.kind, dict(body.params)
     positional, fingerprints, label = _job_inputs(state, body)
@@ -453,7 +456,7 @@ def _check_scenarios(state: Api, body: m.JobIn, args: Any) -> None:
                                     f"server's cap of {limits.replications}: give params.replications"}])
 
 
-@router.get("/jobs", response_model=list[m.JobOut], tags=["jobs"], responses=ERRORS)
+@router.get("/jobs", response_model=list[m.JobOut], tags=["jobs"], responses=CHECKED)
 def list_jobs(state: ApiDep, who: Reader, status: m.JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     q = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
@@ -469,9 +472,6 @@ def _job(state: Api, job_id: str) -> Any:
     if row is None:
         raise HTTPException(404, f"no job {job_id!r}")
     return row
-
-
-NOT_FOUND = {**ERRORS, 404: {"model": m.Problem}}
 
 
 @router.get("/jobs/{job_id}", response_model=m.JobOut, tags=["jobs"], responses=NOT_FOUND)
@@ -564,7 +564,7 @@ def _rec(state: Api, rec_id: str) -> Any:
 
 
 @router.get("/recommendations", response_model=list[m.RecommendationOut], tags=["recommendations"],
-            responses=ERRORS)
+            responses=CHECKED)
 def list_recommendations(state: ApiDep, who: Reader, status: m.RecStatus | None = None,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     q = select(recommendations).order_by(recommendations.c.created_at.desc()).limit(limit)
@@ -579,9 +579,6 @@ def list_recommendations(state: ApiDep, who: Reader, status: m.RecStatus | None 
             responses=NOT_FOUND)
 def get_recommendation(rec_id: str, state: ApiDep, who: Reader) -> dict[str, Any]:
     return _rec_out(state, _rec(state, rec_id))
-
-
-CONFLICT = {**NOT_FOUND, 409: {"model": m.Problem}}
 
 
 def _move(state: Api, who: Principal, row: Any, to: str, *, detail: str | None = None,
@@ -657,7 +654,7 @@ def _check_endpoint(state: Api, endpoint: str) -> None:
 
 
 @router.post("/recommendations/{rec_id}/push", response_model=m.PushOut, tags=["recommendations"],
-             responses={**CONFLICT, 422: {"model": m.ValidationFailed}})
+             responses=CONFLICT)
 async def push_recommendation(rec_id: str, body: m.PushIn, state: ApiDep, who: Approver) -> dict[str, Any]:
     row = await run_in_threadpool(_rec, state, rec_id)
     _check_endpoint(state, body.endpoint)
@@ -712,7 +709,7 @@ def _run_push(state: Api, who: Principal, row: Any, body: m.PushIn, scenario_arg
 
 
 @router.get("/recommendations/{rec_id}/diff", response_model=m.Diff, tags=["recommendations"],
-            responses={**CONFLICT, 422: {"model": m.ValidationFailed}})
+            responses=CONFLICT)
 async def diff(rec_id: str, state: ApiDep, who: Reader,
                endpoint: Annotated[str, Query(max_length=500, pattern=r"^opc\.tcp://")]) -> dict[str, Any]:
     row = await run_in_threadpool(_rec, state, rec_id)
@@ -759,7 +756,7 @@ def _diff(state: Api, row: Any, endpoint: str, scenario_arg: str) -> dict[str, A
 
 # -- audit and keys -------------------------------------------------------------------------------
 
-@router.get("/audit", response_model=list[dict[str, Any]], tags=["audit"], responses=ERRORS)
+@router.get("/audit", response_model=list[dict[str, Any]], tags=["audit"], responses=CHECKED)
 def audit_entries(state: ApiDep, who: Reader, offset: Annotated[int, Query(ge=0)] = 0,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     return state.audit.page(offset, limit)
@@ -776,7 +773,7 @@ def audit_verify(state: ApiDep, who: Reader) -> dict[str, Any]:
 
 
 @router.post("/keys", status_code=201, response_model=m.KeyOut, tags=["keys"],
-             responses={**ERRORS, 422: {"model": m.ValidationFailed}})
+             responses=CHECKED)
 def make_key(body: m.KeyIn, state: ApiDep, who: Admin) -> dict[str, Any]:
     try:
         principal, secret = create_key(state.store, body.role, body.name)
