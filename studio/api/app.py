@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import and_, func, insert, select, update
 from starlette.concurrency import run_in_threadpool
@@ -495,7 +495,8 @@ def cancel_job(job_id: str, state: ApiDep, who: Writer) -> dict[str, Any]:
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-@router.get("/jobs/{job_id}/events", tags=["jobs"], responses={**NOT_FOUND, 200: {
+# response_class=Response: a 200 that is not JSON documents only its own content type, and the errors stay JSON
+@router.get("/jobs/{job_id}/events", tags=["jobs"], response_class=Response, responses={**NOT_FOUND, 200: {
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
     "description": "server-sent events: `progress` with {status, progress} on every change, then `end`"}})
 async def job_events(job_id: str, state: ApiDep, who: Reader) -> StreamingResponse:
@@ -526,7 +527,8 @@ def _output(state: Api, job_id: str, name: str) -> Path:
     return path
 
 
-@router.get("/jobs/{job_id}/report", response_class=HTMLResponse, tags=["jobs"], responses=NOT_FOUND)
+@router.get("/jobs/{job_id}/report", response_class=Response, tags=["jobs"], responses={**NOT_FOUND, 200: {
+    "content": {"text/html": {"schema": {"type": "string"}}}, "description": "the job's HTML report"}})
 def job_report(job_id: str, state: ApiDep, who: Reader) -> HTMLResponse:
     return HTMLResponse(_output(state, job_id, "report.html").read_text())
 
