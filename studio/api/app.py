@@ -181,6 +181,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": m.Problem}, 403: {"mod
 CHECKED: dict[int | str, dict[str, Any]] = {**ERRORS, 422: {"model": m.ValidationFailed}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {**CHECKED, 404: {"model": m.Problem}}
 CONFLICT: dict[int | str, dict[str, Any]] = {**NOT_FOUND, 409: {"model": m.Problem}}
+#: a route with a body: 413 above ``twinopt serve --max-body`` (BodyLimit)
+BODY: dict[int | str, dict[str, Any]] = {413: {"model": m.Problem, "description": "the body is above this server's "
+                                                                                 "limit (twinopt serve --max-body)"}}
+#: a JSON body FastAPI cannot decode (not UTF-8) is its 400, not a 422
+JSON_BODY: dict[int | str, dict[str, Any]] = {**BODY, 400: {"model": m.Problem,
+                                                            "description": "the body cannot be decoded"}}
 
 
 def _invalid(items: list[dict[str, Any]]) -> HTTPException:
@@ -229,7 +235,7 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 
 
 @router.post("/scenarios", status_code=201, response_model=m.ScenarioOut, tags=["scenarios"],
-             responses={**CHECKED, 415: {"model": m.Problem}, 409: {"model": m.Problem}},
+             responses={**CHECKED, **BODY, 415: {"model": m.Problem}, 409: {"model": m.Problem}},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/yaml": {"schema": {"type": "string"}},
                  "application/json": {"schema": m.ScenarioIn.model_json_schema()}}}})
@@ -355,8 +361,9 @@ def _job_out(row: Any) -> dict[str, Any]:
 
 
 @router.post("/jobs", status_code=202, response_model=m.JobCreated, tags=["jobs"],
-             responses={**CHECKED, 200: {"model": m.JobCreated, "description": "an identical job has finished: "
-                                                                               "its result, at once"}})
+             responses={**CHECKED, **JSON_BODY, 200: {"model": m.JobCreated,
+                                                      "description": "an identical job has finished: its result, "
+                                                                     "at once"}})
 def submit_job(body: m.JobIn, state: ApiDep, who: Writer) -> Any:
     kind, params = body.kind, dict(body.params)
     positional, fingerprints, label = _job_inputs(state, body)
@@ -609,7 +616,7 @@ def _scenario_arg(state: Api, row: Any) -> str:
 
 
 @router.post("/recommendations/{rec_id}/approve", response_model=m.RecommendationOut, tags=["recommendations"],
-             responses=CONFLICT)
+             responses={**CONFLICT, **JSON_BODY})
 def approve(rec_id: str, state: ApiDep, who: Approver, body: m.Decision | None = None) -> dict[str, Any]:
     from optimizers.recommendation import Recommendation
 
@@ -640,7 +647,7 @@ def _reapprove(state: Api, who: Principal, row: Any, expires: dt.datetime, body:
 
 
 @router.post("/recommendations/{rec_id}/reject", response_model=m.RecommendationOut, tags=["recommendations"],
-             responses=CONFLICT)
+             responses={**CONFLICT, **JSON_BODY})
 def reject(rec_id: str, state: ApiDep, who: Approver, body: m.Decision | None = None) -> dict[str, Any]:
     return _move(state, who, _rec(state, rec_id), "rejected", detail=body.comment if body else None)
 
@@ -656,7 +663,7 @@ def _check_endpoint(state: Api, endpoint: str) -> None:
 
 
 @router.post("/recommendations/{rec_id}/push", response_model=m.PushOut, tags=["recommendations"],
-             responses=CONFLICT)
+             responses={**CONFLICT, **JSON_BODY})
 async def push_recommendation(rec_id: str, body: m.PushIn, state: ApiDep, who: Approver) -> dict[str, Any]:
     row = await run_in_threadpool(_rec, state, rec_id)
     _check_endpoint(state, body.endpoint)
@@ -775,7 +782,7 @@ def audit_verify(state: ApiDep, who: Reader) -> dict[str, Any]:
 
 
 @router.post("/keys", status_code=201, response_model=m.KeyOut, tags=["keys"],
-             responses=CHECKED)
+             responses={**CHECKED, **JSON_BODY})
 def make_key(body: m.KeyIn, state: ApiDep, who: Admin) -> dict[str, Any]:
     try:
         principal, secret = create_key(state.store, body.role, body.name)
