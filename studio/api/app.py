@@ -502,10 +502,17 @@ def cancel_job(job_id: str, state: ApiDep, who: Writer) -> dict[str, Any]:
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
+#: one server-sent event (OpenAPI 3.1 reads a text/event-stream ``schema`` per event too; ``itemSchema`` says so)
+SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "event": {"type": "string", "enum": ["progress", "end"]},
+    "data": {"type": "string", "contentMediaType": "application/json"}}}
+
+
 # response_class=Response: a 200 that is not JSON documents only its own content type, and the errors stay JSON
 @router.get("/jobs/{job_id}/events", tags=["jobs"], response_class=Response, responses={**NOT_FOUND, 200: {
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    "description": "server-sent events: `progress` with {status, progress} on every change, then `end`"}})
+    "content": {"text/event-stream": {"itemSchema": SSE_EVENT}},
+    "description": "server-sent events: `progress` with {status, progress} on every change, then `end` with the job "
+                   "(its result left out)"}})
 async def job_events(job_id: str, state: ApiDep, who: Reader) -> StreamingResponse:
     await run_in_threadpool(_job, state, job_id)
 
