@@ -782,7 +782,7 @@ def _diff(state: Api, row: Any, endpoint: str, scenario_arg: str) -> dict[str, A
 
 # -- audit and keys -------------------------------------------------------------------------------
 
-@router.get("/audit", response_model=list[dict[str, Any]], tags=["audit"], responses=CHECKED)
+@router.get("/audit", response_model=list[m.AuditEntry], tags=["audit"], responses=CHECKED)
 def audit_entries(state: ApiDep, who: Reader, offset: Annotated[int, Query(ge=0)] = 0,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     return state.audit.page(offset, limit)
