@@ -266,3 +266,14 @@ def test_bodies_above_the_limit_are_413_declared_or_streamed(world):
 def test_a_body_that_is_not_json_without_a_key_is_401(world):
     r = httpx.post(f"{world.url}{PREFIX}/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 401
+
+
+def test_audit_entries_served_rehash_to_their_hash_and_chain(world):
+    from studio.gateway.audit import GENESIS, entry_hash
+
+    entries = httpx.get(f"{world.url}{PREFIX}/audit", params={"limit": 1000},
+                        headers={"Authorization": f"Bearer {world.keys['viewer']}"}).json()
+    assert entries and entries[0]["seq"] == 1 and entries[0]["prev"] == GENESIS
+    for before, entry in zip(entries, entries[1:], strict=False):
+        assert entry["prev"] == before["hash"] and entry["seq"] == before["seq"] + 1
+    assert all(entry_hash(e) == e["hash"] for e in entries)
