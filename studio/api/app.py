@@ -22,10 +22,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import and_, func, insert, select, update
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.api import PREFIX
@@ -105,7 +106,11 @@ class Api:
 # ------------------------------------------------------------------------------------ middleware
 
 class BodyLimit:
-    """413 for a request body above ``limit`` bytes (declared or streamed)."""
+    """413 for a request body above ``limit`` bytes (declared or streamed).
+
+    The body is read here, up to the limit, before the app sees it: an exception raised from
+    the app's ``receive`` would reach FastAPI's body parsing, which turns any error into a 400.
+    """
 
     def __init__(self, app: ASGIApp, limit: int):
         self.app, self.limit = app, limit
@@ -118,25 +123,31 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(self.limit)(scope, receive, send)
             return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":  # the client left: the app hears it as it would have
+                first = message
+                break
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
+                await _too_large(self.limit)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _too_large(self.limit)(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return first
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def _too_large(limit: int) -> JSONResponse:
@@ -178,6 +189,17 @@ Approver = Annotated[Principal, Depends(need("approve"))]
 Admin = Annotated[Principal, Depends(need("admin"))]
 
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": m.Problem}, 403: {"model": m.Problem}}
+#: a route with parameters: its 422 is the validation handler's {detail: [{loc, line, msg}]} (create_app), not
+#: FastAPI's default {detail: [{loc, msg, type}]}, which it documents unless the route names its own 422
+CHECKED: dict[int | str, dict[str, Any]] = {**ERRORS, 422: {"model": m.ValidationFailed}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {**CHECKED, 404: {"model": m.Problem}}
+CONFLICT: dict[int | str, dict[str, Any]] = {**NOT_FOUND, 409: {"model": m.Problem}}
+#: a route with a body: 413 above ``twinopt serve --max-body`` (BodyLimit)
+BODY: dict[int | str, dict[str, Any]] = {413: {"model": m.Problem, "description": "the body is above this server's "
+                                                                                 "limit (twinopt serve --max-body)"}}
+#: a JSON body FastAPI cannot decode (not UTF-8) is its 400, not a 422
+JSON_BODY: dict[int | str, dict[str, Any]] = {**BODY, 400: {"model": m.Problem,
+                                                            "description": "the body cannot be decoded"}}
 
 
 def _invalid(items: list[dict[str, Any]]) -> HTTPException:
@@ -232,8 +254,7 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 
 
 @router.post("/scenarios", status_code=201, response_model=m.ScenarioOut, tags=["scenarios"],
-             responses={**ERRORS, 415: {"model": m.Problem}, 422: {"model": m.ValidationFailed},
-                        409: {"model": m.Problem}},
+             responses={**CHECKED, **BODY, 415: {"model": m.Problem}, 409: {"model": m.Problem}},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/yaml": {"schema": {"type": "string"}},
                  "application/json": {"schema": m.ScenarioIn.model_json_schema()}}}})
@@ -302,7 +323,7 @@ def list_scenarios(state: ApiDep, who: Reader) -> list[dict[str, Any]]:
 
 
 @router.get("/scenarios/{scenario_id}", response_model=m.ScenarioDetail, tags=["scenarios"],
-            responses={**ERRORS, 404: {"model": m.Problem}})
+            responses=NOT_FOUND)
 def get_scenario(scenario_id: str, state: ApiDep, who: Reader) -> dict[str, Any]:
     from twins.shipped import scenario_path
 
@@ -359,9 +380,9 @@ def _job_out(row: Any) -> dict[str, Any]:
 
 
 @router.post("/jobs", status_code=202, response_model=m.JobCreated, tags=["jobs"],
-             responses={**ERRORS, 200: {"model": m.JobCreated, "description": "an identical job has finished: "
-                                                                               "its result, at once"},
-                        422: {"model": m.ValidationFailed}})
+             responses={**CHECKED, **JSON_BODY, 200: {"model": m.JobCreated,
+                                                      "description": "an identical job has finished: its result, "
+                                                                     "at once"}})
 def submit_job(body: m.JobIn, state: ApiDep, who: Writer) -> Any:
     kind, params = body.kind, dict(body.params)
     positional, fingerprints, label = _job_inputs(state, body)
@@ -479,7 +500,7 @@ def _check_state(state: Api, scenario_ref: str, state_id: str) -> None:
         raise _invalid([{"loc": list(loc), "line": None, "msg": str(err).split(": ", 1)[-1]}]) from None
 
 
-@router.get("/jobs", response_model=list[m.JobOut], tags=["jobs"], responses=ERRORS)
+@router.get("/jobs", response_model=list[m.JobOut], tags=["jobs"], responses=CHECKED)
 def list_jobs(state: ApiDep, who: Reader, status: m.JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     q = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
@@ -495,9 +516,6 @@ def _job(state: Api, job_id: str) -> Any:
     if row is None:
         raise HTTPException(404, f"no job {job_id!r}")
     return row
-
-
-NOT_FOUND = {**ERRORS, 404: {"model": m.Problem}}
 
 
 @router.get("/jobs/{job_id}", response_model=m.JobOut, tags=["jobs"], responses=NOT_FOUND)
@@ -521,9 +539,17 @@ def cancel_job(job_id: str, state: ApiDep, who: Writer) -> dict[str, Any]:
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-@router.get("/jobs/{job_id}/events", tags=["jobs"], responses={**NOT_FOUND, 200: {
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    "description": "server-sent events: `progress` with {status, progress} on every change, then `end`"}})
+#: one server-sent event (OpenAPI 3.1 reads a text/event-stream ``schema`` per event too; ``itemSchema`` says so)
+SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "event": {"type": "string", "enum": ["progress", "end"]},
+    "data": {"type": "string", "contentMediaType": "application/json"}}}
+
+
+# response_class=Response: a 200 that is not JSON documents only its own content type, and the errors stay JSON
+@router.get("/jobs/{job_id}/events", tags=["jobs"], response_class=Response, responses={**NOT_FOUND, 200: {
+    "content": {"text/event-stream": {"itemSchema": SSE_EVENT}},
+    "description": "server-sent events: `progress` with {status, progress} on every change, then `end` with the job "
+                   "(its result left out)"}})
 async def job_events(job_id: str, state: ApiDep, who: Reader) -> StreamingResponse:
     await run_in_threadpool(_job, state, job_id)
 
@@ -552,7 +578,8 @@ def _output(state: Api, job_id: str, name: str) -> Path:
     return path
 
 
-@router.get("/jobs/{job_id}/report", response_class=HTMLResponse, tags=["jobs"], responses=NOT_FOUND)
+@router.get("/jobs/{job_id}/report", response_class=Response, tags=["jobs"], responses={**NOT_FOUND, 200: {
+    "content": {"text/html": {"schema": {"type": "string"}}}, "description": "the job's HTML report"}})
 def job_report(job_id: str, state: ApiDep, who: Reader) -> HTMLResponse:
     return HTMLResponse(_output(state, job_id, "report.html").read_text())
 
@@ -590,7 +617,7 @@ def _rec(state: Api, rec_id: str) -> Any:
 
 
 @router.get("/recommendations", response_model=list[m.RecommendationOut], tags=["recommendations"],
-            responses=ERRORS)
+            responses=CHECKED)
 def list_recommendations(state: ApiDep, who: Reader, status: m.RecStatus | None = None,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     q = select(recommendations).order_by(recommendations.c.created_at.desc()).limit(limit)
@@ -605,9 +632,6 @@ def list_recommendations(state: ApiDep, who: Reader, status: m.RecStatus | None 
             responses=NOT_FOUND)
 def get_recommendation(rec_id: str, state: ApiDep, who: Reader) -> dict[str, Any]:
     return _rec_out(state, _rec(state, rec_id))
-
-
-CONFLICT = {**NOT_FOUND, 409: {"model": m.Problem}}
 
 
 def _move(state: Api, who: Principal, row: Any, to: str, *, detail: str | None = None,
@@ -636,7 +660,7 @@ def _scenario_arg(state: Api, row: Any) -> str:
 
 
 @router.post("/recommendations/{rec_id}/approve", response_model=m.RecommendationOut, tags=["recommendations"],
-             responses=CONFLICT)
+             responses={**CONFLICT, **JSON_BODY})
 def approve(rec_id: str, state: ApiDep, who: Approver, body: m.Decision | None = None) -> dict[str, Any]:
     from optimizers.recommendation import Recommendation
 
@@ -667,7 +691,7 @@ def _reapprove(state: Api, who: Principal, row: Any, expires: dt.datetime, body:
 
 
 @router.post("/recommendations/{rec_id}/reject", response_model=m.RecommendationOut, tags=["recommendations"],
-             responses=CONFLICT)
+             responses={**CONFLICT, **JSON_BODY})
 def reject(rec_id: str, state: ApiDep, who: Approver, body: m.Decision | None = None) -> dict[str, Any]:
     return _move(state, who, _rec(state, rec_id), "rejected", detail=body.comment if body else None)
 
@@ -683,7 +707,7 @@ def _check_endpoint(state: Api, endpoint: str) -> None:
 
 
 @router.post("/recommendations/{rec_id}/push", response_model=m.PushOut, tags=["recommendations"],
-             responses={**CONFLICT, 422: {"model": m.ValidationFailed}})
+             responses={**CONFLICT, **JSON_BODY})
 async def push_recommendation(rec_id: str, body: m.PushIn, state: ApiDep, who: Approver) -> dict[str, Any]:
     row = await run_in_threadpool(_rec, state, rec_id)
     _check_endpoint(state, body.endpoint)
@@ -739,7 +763,7 @@ def _run_push(state: Api, who: Principal, row: Any, body: m.PushIn, scenario_arg
 
 
 @router.get("/recommendations/{rec_id}/diff", response_model=m.Diff, tags=["recommendations"],
-            responses={**CONFLICT, 422: {"model": m.ValidationFailed}})
+            responses=CONFLICT)
 async def diff(rec_id: str, state: ApiDep, who: Reader,
                endpoint: Annotated[str, Query(max_length=500, pattern=r"^opc\.tcp://")]) -> dict[str, Any]:
     row = await run_in_threadpool(_rec, state, rec_id)
@@ -786,7 +810,7 @@ def _diff(state: Api, row: Any, endpoint: str, scenario_arg: str) -> dict[str, A
 
 # -- audit and keys -------------------------------------------------------------------------------
 
-@router.get("/audit", response_model=list[dict[str, Any]], tags=["audit"], responses=ERRORS)
+@router.get("/audit", response_model=list[m.AuditEntry], tags=["audit"], responses=CHECKED)
 def audit_entries(state: ApiDep, who: Reader, offset: Annotated[int, Query(ge=0)] = 0,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     return state.audit.page(offset, limit)
@@ -803,7 +827,7 @@ def audit_verify(state: ApiDep, who: Reader) -> dict[str, Any]:
 
 
 @router.post("/keys", status_code=201, response_model=m.KeyOut, tags=["keys"],
-             responses={**ERRORS, 422: {"model": m.ValidationFailed}})
+             responses={**CHECKED, **JSON_BODY})
 def make_key(body: m.KeyIn, state: ApiDep, who: Admin) -> dict[str, Any]:
     try:
         principal, secret = create_key(state.store, body.role, body.name)
@@ -849,12 +873,33 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> FastA
     app.include_router(router)
     app.include_router(plant_router)
 
+    def _unauthenticated(request: Request) -> JSONResponse | None:
+        """401 for a request without a valid key, whose body FastAPI refused before the route's key check."""
+        if request.url.path == PREFIX + "/health":
+            return None
+        scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and secret.strip() and authenticate(state.store, secret.strip()) is not None:
+            return None
+        return JSONResponse({"detail": "missing API key (Authorization: Bearer <key>)" if not secret.strip() else
+                             "unknown or revoked API key"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        denied = await run_in_threadpool(_unauthenticated, request)
+        if denied is not None:
+            return denied
         items = [{"loc": list(e.get("loc", ())), "line": None, "msg": str(e.get("msg", "invalid"))}
                  for e in exc.errors()]
         return JSONResponse({"detail": items or [{"loc": ["body"], "line": None, "msg": "invalid request"}]},
                             status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a JSON body FastAPI could not decode, before the key was checked
+            denied = await run_in_threadpool(_unauthenticated, request)
+            if denied is not None:
+                return denied
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:  # JSON even for a bug

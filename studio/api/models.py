@@ -142,6 +142,39 @@ class PushOut(BaseModel):
     changes: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class Recorded(BaseModel):
+    #: an audit entry goes out with every field it has, so a client can recompute its hash
+    model_config = ConfigDict(extra="allow")
+
+
+class AuditChange(Recorded):
+    tag: str
+    old: float | None
+    new: float | None
+
+
+class AuditRecommendation(Recorded):
+    id: str
+    version: int
+
+
+class AuditEntry(Recorded):
+    """One entry of the hash-chained audit trail (:mod:`studio.gateway.audit`): ``hash`` is the sha256
+    of its canonical JSON without ``hash``, ``prev`` the hash of the entry before it."""
+
+    seq: int
+    time: str
+    user: str
+    action: str
+    recommendation: AuditRecommendation | None
+    endpoint: str | None
+    changes: list[AuditChange]
+    outcome: str
+    detail: str | None
+    prev: str
+    hash: str
+
+
 class AuditVerify(BaseModel):
     ok: bool
     entries: int

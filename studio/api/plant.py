@@ -12,7 +12,18 @@ from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 
 from studio.api import PREFIX
-from studio.api.app import CONFLICT, ERRORS, Api, ApiDep, Reader, Writer, _check_endpoint, _invalid, shipped
+from studio.api.app import (
+    CONFLICT,
+    JSON_BODY,
+    NOT_FOUND,
+    Api,
+    ApiDep,
+    Reader,
+    Writer,
+    _check_endpoint,
+    _invalid,
+    shipped,
+)
 from studio.api.store import now_iso, scenarios, states
 from twins.errors import InputError
 
@@ -82,7 +93,7 @@ def _read(state: Api, endpoint: str) -> tuple[Any, Any, dict[str, Any]]:
     return scenario, snap, counters
 
 
-@router.get("/plant", response_model=PlantLive, responses={**CONFLICT, 422: {"model": dict}})
+@router.get("/plant", response_model=PlantLive, responses=CONFLICT)
 def live(state: ApiDep, who: Reader,
          endpoint: Annotated[str, Query(max_length=500, pattern=r"^opc\.tcp://")]) -> dict[str, Any]:
     """The plant now: clock, setpoints in force, machine states, buffers and counters."""
@@ -100,7 +111,7 @@ def live(state: ApiDep, who: Reader,
             "counters": {k.removeprefix("line."): v for k, v in counters.items()}}
 
 
-@router.post("/plant/snapshot", status_code=201, response_model=StateOut, responses={**CONFLICT, 422: {"model": dict}})
+@router.post("/plant/snapshot", status_code=201, response_model=StateOut, responses={**CONFLICT, **JSON_BODY})
 def take_snapshot(body: PlantIn, state: ApiDep, who: Writer) -> dict[str, Any]:
     """Read the plant's state and keep it: a run or compare job with ``from_state: <id>`` starts from it."""
     scenario, snap, _ = _read(state, body.endpoint)
@@ -122,7 +133,7 @@ def _state_out(row: dict[str, Any], wip: int | None = None, full: bool = False) 
             "state": doc if full else None}
 
 
-@router.get("/states/{state_id}", response_model=StateOut, responses={**ERRORS, 404: {"model": dict}})
+@router.get("/states/{state_id}", response_model=StateOut, responses=NOT_FOUND)
 def get_state(state_id: str, state: ApiDep, who: Reader) -> dict[str, Any]:
     with state.store.read() as conn:
         row = conn.execute(select(states).where(states.c.id == state_id)).first()
