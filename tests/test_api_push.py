@@ -74,3 +74,40 @@ def test_pushing_needs_configured_security_and_an_allowed_endpoint(tmp_path):
             with pytest.raises(ApiError) as err:
                 admin.diff("nope", "opc.tcp://127.0.0.1:4840/")
             assert err.value.status == 404
+
+
+def test_a_schedule_job_is_published_as_dispatch_lists_and_an_energy_plan_gets_its_dry_run(tmp_path):
+    with plant("ft06", "--port", "0", "--speed", "600", "--insecure", "--hold") as p, \
+            serve(tmp_path / "api", "--workers", "2", "--opc-insecure") as s:
+        engineer = Client(s.url, s.key("engineer", "erin"))
+        carol = Client(s.url, s.key("approver", "carol"))
+        sched = engineer.submit("schedule", "ft06", {"solver": "cpsat", "time_limit": 5})
+        energy = engineer.submit("energy", "smt_reflow_energy", {"target": 1500, "time_limit": 20, "replications": 2})
+        job = engineer.wait(sched.id, timeout=300)
+        assert job.status == "succeeded", job.error
+        rec = engineer.recommendation(job.recommendation_id)
+        assert rec["status"] == "validated" and rec["kind"] == "schedule", rec["problems"]
+        carol.approve(rec["id"])
+        pushed = carol.push(rec["id"], p.url)
+        assert pushed["outcome"] == "verified" and pushed["status"] == "verified", pushed
+        lists = {c["tag"]: c["target"] for c in pushed["changes"]}
+        sequences = rec["document"]["payload"]["sequences"]
+        assert {t.removesuffix(".dispatch_list") for t in lists} <= set(sequences)
+
+        async def read_lists() -> dict[str, list[str]]:
+            async with OpcClient(p.url, timeout=5) as c:
+                return {tag: list(await c.get_node(f"ns=2;s={tag}").read_value() or []) for tag in lists}
+
+        assert asyncio.run(read_lists()) == lists  # the plant holds the published lists
+        job = engineer.wait(energy.id, timeout=300)
+        assert job.status == "succeeded", job.error
+        plan = engineer.recommendation(job.recommendation_id)
+        assert plan["status"] == "validated" and plan["kind"] == "energy_plan", plan["problems"]
+        dry = carol.push(plan["id"], p.url, dry_run=True)
+        assert dry["outcome"] == "dry-run" and any(c["tag"].endswith(".mode") for c in dry["changes"])
+        carol.approve(plan["id"])
+        with pytest.raises(ApiError) as err:
+            carol.push(plan["id"], p.url)
+        assert err.value.status == 409 and "--follow" in err.value.detail
+        for c in (engineer, carol):
+            c.close()

@@ -731,35 +731,79 @@ def _run_push(state: Api, who: Principal, row: Any, body: m.PushIn, scenario_arg
     from twins.loader import load_scenario
 
     rec = Recommendation.from_json(row.document)
+    # the approval signs off the envelope's soft band only for someone else (four eyes): the approver
+    # may push themselves what needs no sign-off, the gateway refuses what does
+    approver = approver if approver != who.name else None
+    if rec.kind == "energy_plan":
+        return _follow(state, who, row, rec, body, scenario_arg, approver)
     try:
-        scenario = load_scenario(scenario_arg)
-        res = asyncio.run(push(rec, endpoint=body.endpoint, scenario=scenario, audit=state.audit,
-                               security=state.settings.opc_security, user=who.name, dry_run=body.dry_run,
-                               staging=body.staging, approved_by=approver,
-                               timing=Timing(dwell_scale=state.settings.dwell_scale)))
+        if rec.kind == "schedule":
+            res, changes = _publish(state, who, rec, body, approver)
+        else:
+            res = asyncio.run(push(rec, endpoint=body.endpoint, scenario=load_scenario(scenario_arg),
+                                   audit=state.audit, security=state.settings.opc_security, user=who.name,
+                                   dry_run=body.dry_run, staging=body.staging, approved_by=approver,
+                                   timing=Timing(dwell_scale=state.settings.dwell_scale)))
+            changes = [{"tag": c.tag, "old": c.old, "target": c.target}
+                       for c in (res.plan.changes if res.plan else ())]
     except InputError as err:
         raise HTTPException(409, str(err)) from None
-    changes = [{"tag": c.tag, "old": c.old, "target": c.target} for c in (res.plan.changes if res.plan else ())]
-    report = {"outcome": res.outcome, "endpoint": res.endpoint, "detail": res.detail, "changes": changes,
+    return _pushed(state, who, row, body, res.outcome, res.endpoint, res.detail, changes)
+
+
+def _publish(state: Api, who: Principal, rec: Any, body: m.PushIn, approver: str | None) -> tuple[Any, list[Any]]:
+    """A schedule: its per-station dispatch lists, published through the gateway."""
+    from studio.gateway.publish import publish_schedule
+    from studio.shop import recommendation_scenario
+
+    res = asyncio.run(publish_schedule(rec, endpoint=body.endpoint, scenario=recommendation_scenario(rec),
+                                       audit=state.audit, security=state.settings.opc_security, user=who.name,
+                                       dry_run=body.dry_run, approved_by=approver))
+    changes = [{"tag": f"{c.station}.dispatch_list", "old": list(c.old), "target": list(c.new)}
+               for c in (res.plan.changes if res.plan else ()) if c.old != c.new]
+    return res, changes
+
+
+def _follow(state: Api, who: Principal, row: Any, rec: Any, body: m.PushIn, scenario_arg: str,
+            approver: str | None) -> dict[str, Any]:
+    """An energy plan: its timeline (dry run); following it at the plant is not offered by the API."""
+    from studio.gateway.modes import timeline
+    from twins.loader import load_scenario
+
+    try:
+        plan = timeline(rec, load_scenario(scenario_arg))
+    except InputError as err:
+        raise HTTPException(409, str(err)) from None
+    if not body.dry_run:
+        raise HTTPException(409, "an energy plan runs for its whole horizon as timed mode commands: follow it with "
+                                 "`twinopt push PLAN --follow` (the API offers its dry run)")
+    changes = [{"tag": f"{station}.mode", "old": None, "target": list(modes)} for station, modes in plan.states]
+    return _pushed(state, who, row, body, "dry-run", body.endpoint, f"{len(plan.states[0][1])} slots of "
+                   f"{plan.slot:g} {plan.time_unit}", changes)
+
+
+def _pushed(state: Api, who: Principal, row: Any, body: m.PushIn, outcome: str, endpoint: str, detail: str | None,
+            changes: list[Any]) -> dict[str, Any]:
+    """Record a push's outcome on the recommendation: its status and its last push."""
+    report = {"outcome": outcome, "endpoint": endpoint, "detail": detail, "changes": changes,
               "dry_run": body.dry_run, "by": who.name, "at": now_iso()}
     status = row.status
-    if not body.dry_run and res.outcome == "verified" or res.outcome == "already pushed":
+    if not body.dry_run and outcome in ("verified", "already pushed"):
         status = "verified"
-    elif not body.dry_run and res.outcome == "rolled back":
+    elif not body.dry_run and outcome == "rolled back":
         status = "rolled_back"
-    elif not body.dry_run and res.outcome.startswith("uncertain"):
+    elif not body.dry_run and outcome.startswith("uncertain"):
         status = "pushed"
     if status != row.status:
-        if status == "verified" and row.status == "approved":
-            _move(state, who, row, "pushed", detail=res.outcome, last_push=json.dumps(report))
+        if status in ("verified", "rolled_back") and row.status == "approved":
+            _move(state, who, row, "pushed", detail=outcome, last_push=json.dumps(report))
             row = _rec(state, row.id)
-        _move(state, who, row, status, detail=res.outcome, last_push=json.dumps(report))
+        _move(state, who, row, status, detail=outcome, last_push=json.dumps(report))
     elif not body.dry_run:
         with state.store.write() as conn:
             conn.execute(update(recommendations).where(recommendations.c.id == row.id)
                          .values(last_push=json.dumps(report), updated_at=now_iso()))
-    return {"outcome": res.outcome, "endpoint": res.endpoint, "detail": res.detail, "status": status,
-            "changes": changes}
+    return {"outcome": outcome, "endpoint": endpoint, "detail": detail, "status": status, "changes": changes}
 
 
 @router.get("/recommendations/{rec_id}/diff", response_model=m.Diff, tags=["recommendations"],

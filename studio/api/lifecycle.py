@@ -40,8 +40,10 @@ def offline_problems(rec: Recommendation, scenario_arg: str | None) -> list[str]
     from studio.gateway.envelope import check, validate
     from twins.loader import load_scenario
 
-    if rec.kind != "setpoints":
-        return [f"pushing {rec.kind.replace('_', ' ')}s through the API is not available yet"]
+    if rec.kind == "schedule":
+        return _schedule_problems(rec)
+    if rec.kind == "energy_plan":
+        return _energy_problems(rec, scenario_arg)
     try:
         scenario = load_scenario(scenario_arg or rec.scenario)
         validate(rec, scenario)
@@ -50,6 +52,35 @@ def offline_problems(rec: Recommendation, scenario_arg: str | None) -> list[str]
     except InputError as err:
         return [str(err)]
     return [str(v) for v in verdict.violations]
+
+
+def _schedule_problems(rec: Recommendation) -> list[str]:
+    """A schedule's dispatch lists: for its shop (the shipped instance's), every list a permutation."""
+    from studio.gateway.dispatch_plan import schedule_lists
+    from studio.shop import recommendation_scenario
+
+    try:
+        scenario = recommendation_scenario(rec)
+        if scenario is None:
+            return [f"the schedule's instance {rec.payload.get('instance')!r} is not a shipped one: its shop cannot "
+                    f"be checked here"]
+        schedule_lists(rec, scenario)
+    except InputError as err:
+        return [str(err)]
+    return []
+
+
+def _energy_problems(rec: Recommendation, scenario_arg: str | None) -> list[str]:
+    """An energy plan's timeline: fingerprint, slots, every station declared in the envelope's
+    ``modes`` and every mode allowed there."""
+    from studio.gateway.modes import timeline
+    from twins.loader import load_scenario
+
+    try:
+        timeline(rec, load_scenario(scenario_arg or rec.scenario))
+    except InputError as err:
+        return [str(err)]
+    return []
 
 
 def _static_state(rec: Recommendation, scenario: Any) -> dict[str, float]:
