@@ -90,9 +90,9 @@ def run_job(job_id: str, db_url: str, data_dir: str) -> None:
             raise JobCancelled()
 
     folder = Path(data_dir) / "jobs" / job_id
-    positional = [_materialize(store, arg, Path(data_dir)) for arg in json.loads(row.argv)]
-    status, error, outcome = "failed", None, None
-    try:
+    status, error, outcome, positional = "failed", None, None, []
+    try:  # everything after beat.start() in here: an escaping error would leave it beating for a dead job
+        positional = [_materialize(store, arg, Path(data_dir)) for arg in json.loads(row.argv)]
         outcome = execute(row.kind, positional, json.loads(row.params), folder, progress,
                           scenario_label=row.scenario)
         status = "succeeded"
