@@ -88,3 +88,24 @@ def test_fifty_clients_submit_and_poll_without_errors_lost_or_duplicated_jobs(se
     for bad in ("database is locked", "OperationalError", "Traceback", "internal error"):
         assert bad not in log, log[-3000:]
     print(f"{len(ids)} jobs from {CLIENTS} clients done in {elapsed:.1f} s")
+
+
+def test_job_options_parsed_in_many_threads_keep_their_own_errors_and_the_process_streams():
+    import sys
+
+    from studio.api.jobs import parse
+    from twins.errors import InputError
+
+    streams = sys.stdout, sys.stderr
+    errors: dict[int, str] = {}
+
+    def submit(n: int) -> None:
+        try:
+            parse(["run", "smt_line", "--replications", f"x{n}"] if n % 2 else ["run", "smt_line", "--seed", str(n)])
+        except InputError as err:
+            errors[n] = str(err)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(submit, range(200)))
+    assert (sys.stdout, sys.stderr) == streams
+    assert sorted(errors) == list(range(1, 200, 2)) and all(f"'x{n}'" in errors[n] for n in errors)
