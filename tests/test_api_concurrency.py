@@ -109,3 +109,13 @@ def test_job_options_parsed_in_many_threads_keep_their_own_errors_and_the_proces
         list(pool.map(submit, range(200)))
     assert (sys.stdout, sys.stderr) == streams
     assert sorted(errors) == list(range(1, 200, 2)) and all(f"'x{n}'" in errors[n] for n in errors)
+
+
+def test_concurrent_first_requests_list_each_shipped_scenario_once():
+    from studio.api import app
+    from twins.shipped import scenario_names
+
+    app._SHIPPED.clear()  # as in a server that has not answered yet
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: app.shipped(), range(8)))
+    assert sorted(s["name"] for s in app.shipped()) == sorted(scenario_names())
