@@ -60,17 +60,6 @@ def consumer(server_pid: int, timeout: float = 30) -> int:
     raise AssertionError(f"twinopt serve (pid {server_pid}) started no job consumer")
 
 
-def workers(consumer_pid: int, n: int, timeout: float = 30) -> list[int]:
-    """The consumer's ``n`` worker processes (waits until it has forked them all)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = children(consumer_pid)
-        if len(found) >= n:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"the job consumer (pid {consumer_pid}) has {children(consumer_pid)}, not {n} workers")
-
-
 def wait_gone(pids: list[int], timeout: float) -> list[int]:
     """The pids still alive after ``timeout`` seconds (empty when all died in time)."""
     deadline = time.monotonic() + timeout
