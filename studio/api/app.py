@@ -242,11 +242,13 @@ def _shipped() -> list[dict[str, Any]]:
 
 
 _SHIPPED: list[dict[str, Any]] = []
+_SHIPPED_LOCK = threading.Lock()  # concurrent first requests each appended the whole list
 
 
 def shipped() -> list[dict[str, Any]]:
-    if not _SHIPPED:
-        _SHIPPED.extend(_shipped())
+    with _SHIPPED_LOCK:
+        if not _SHIPPED:
+            _SHIPPED.extend(_shipped())
     return _SHIPPED
 
 

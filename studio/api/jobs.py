@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import io
@@ -21,7 +22,7 @@ import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from twins.errors import InputError, ScenarioError
 
@@ -131,15 +132,35 @@ def _captured() -> Iterator[io.StringIO]:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """Parse a twinopt command line as the CLI does; its errors become an InputError."""
+    """Parse a twinopt command line as the CLI does; its errors become an InputError.
+
+    The API parses in many threads at once: the parser raises instead of printing to a redirected
+    stderr (redirection is process-wide: concurrent requests swapped each other's streams, lost
+    their messages and could leave the server's stdout and stderr captured for good)."""
+    try:
+        return _parser().parse_args(argv)
+    except SystemExit:  # --help or --version: not job options
+        raise InputError("bad options") from None
+
+
+def _refuse(message: str) -> NoReturn:
+    raise InputError(message)
+
+
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The CLI's parser (built once: parsing does not change it), raising InputError on an error."""
     from studio.cli import build_parser
 
-    with _captured() as err:
-        try:
-            return build_parser().parse_args(argv)
-        except SystemExit:
-            msg = err.getvalue().strip().splitlines()
-            raise InputError((msg[-1] if msg else "bad options").removeprefix("twinopt: error: ")) from None
+    parser = build_parser()
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        p.error = _refuse  # type: ignore[method-assign]
+        for action in p._actions:  # argparse keeps its subcommands' parsers in its private actions
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+    return parser
 
 
 def command_argv(kind: str, positional: list[str], params: Mapping[str, Any], folder: Path | None = None) -> list[str]:

@@ -90,12 +90,12 @@ def run_job(job_id: str, db_url: str, data_dir: str) -> None:
             raise JobCancelled()
 
     folder = Path(data_dir) / "jobs" / job_id
-    positional = [_materialize(store, arg, Path(data_dir)) for arg in json.loads(row.argv)]
-    params = json.loads(row.params)
-    if params.get("from_state"):
-        params["from_state"] = str(materialize_state(store, params["from_state"], Path(data_dir)))
-    status, error, outcome = "failed", None, None
-    try:
+    status, error, outcome, positional = "failed", None, None, []
+    try:  # everything after beat.start() in here: an escaping error would leave it beating for a dead job
+        positional = [_materialize(store, arg, Path(data_dir)) for arg in json.loads(row.argv)]
+        params = json.loads(row.params)
+        if params.get("from_state"):
+            params["from_state"] = str(materialize_state(store, params["from_state"], Path(data_dir)))
         outcome = execute(row.kind, positional, params, folder, progress,
                           scenario_label=row.scenario)
         if isinstance(outcome.result, dict) and "from_state" in outcome.result:
@@ -112,15 +112,23 @@ def run_job(job_id: str, db_url: str, data_dir: str) -> None:
         beat.stop()
     if status == "failed" and beat.cancelled.is_set():
         status, error = "cancelled", "cancelled while running"
-    with store.write() as conn:
-        values: dict[str, Any] = {"status": status, "error": error, "finished_at": now_iso(), "heartbeat_at": None}
-        rec_id = None
+    values: dict[str, Any] = {"status": status, "error": error, "finished_at": now_iso(), "heartbeat_at": None}
+    rec = None
+    try:
         if outcome is not None:
-            values.update(result=json.dumps(outcome.result, allow_nan=False), has_report=outcome.report, progress=1.0)
+            values.update(result=json.dumps(outcome.result, allow_nan=False), has_report=outcome.report,
+                          progress=1.0)
             if outcome.recommendation is not None:
-                rec_id = _store_recommendation(conn, outcome.recommendation, row, positional[0])
-                values["recommendation_id"] = rec_id
-        conn.execute(update(jobs).where(mine).values(**values))
+                rec = _recommendation_row(outcome.recommendation, row, positional[0])
+                values["recommendation_id"] = rec["id"]
+    except Exception as err:  # noqa: BLE001 - an unstorable outcome fails the job now, not after the reaper's retries
+        log.error("job %s: its outcome cannot be stored:\n%s", job_id, traceback.format_exc())
+        rec, values = None, {"status": "failed", "finished_at": now_iso(), "heartbeat_at": None,
+                             "error": f"internal error storing the outcome: {type(err).__name__}: {err}"[:2000]}
+    with store.write() as conn:
+        # a worker whose claim was lost (the reaper re-queued the job) stores nothing, not even its recommendation
+        if conn.execute(update(jobs).where(mine).values(**values)).rowcount and rec is not None:
+            conn.execute(insert(recommendations).values(**rec))
 
 
 STORED = "stored:"
@@ -161,18 +169,17 @@ def materialize_state(store: Store, state_id: str, data_dir: Path) -> Path | Non
     return path
 
 
-def _store_recommendation(conn: Any, text: str, job: Any, scenario_arg: str) -> str:
+def _recommendation_row(text: str, job: Any, scenario_arg: str) -> dict[str, Any]:
+    """The ``recommendations`` row of a job's Recommendation JSON (checked offline by the envelope)."""
     from optimizers.recommendation import Recommendation
     from studio.api.lifecycle import offline_problems
 
     rec = Recommendation.from_json(text)
     problems = offline_problems(rec, scenario_arg)
     now = now_iso()
-    conn.execute(insert(recommendations).values(
-        id=rec.id, version=rec.version, kind=rec.kind, scenario=job.scenario, job_id=job.id, document=text,
-        status="draft" if problems else "validated", problems=json.dumps(problems), created_at=now,
-        created_by=job.created_by, updated_at=now))
-    return rec.id
+    return {"id": rec.id, "version": rec.version, "kind": rec.kind, "scenario": job.scenario, "job_id": job.id,
+            "document": text, "status": "draft" if problems else "validated", "problems": json.dumps(problems),
+            "created_at": now, "created_by": job.created_by, "updated_at": now}
 
 
 class _Heartbeat(threading.Thread):

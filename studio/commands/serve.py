@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-budget", type=int, default=500, metavar="N", help="cap on optimize trials per job")
     p.add_argument("--max-horizon-h", type=float, default=24 * 366, metavar="H",
                    help="cap on a replication's simulated hours")
+    p.add_argument("--stale-after", type=float, default=10.0, metavar="S",
+                   help="seconds without a worker's heartbeat (it beats every second) before its running job "
+                        "is re-queued (default 10)")
     sec = p.add_mutually_exclusive_group()
     sec.add_argument("--opc-insecure", action="store_true",
                      help="push to OPC UA endpoints without security (loopback demos and tests)")
@@ -65,10 +68,16 @@ def main(args: argparse.Namespace) -> int:
         from studio.api.app import Settings, create_app
         from studio.api.auth import first_admin_key
         from studio.api.jobs import Limits
+        from studio.api.queue import HEARTBEAT_S
+
+    if not args.stale_after > HEARTBEAT_S:
+        raise InputError(f"--stale-after must be above {HEARTBEAT_S:g} s (a worker's heartbeat), "
+                         f"got {args.stale_after:g}")
 
     data = Path(args.data)
     settings = Settings(data_dir=data, db_url=args.db, approval_hours=args.approval_hours,
-                        cors_origins=tuple(args.cors), opc_security=security,
+                        cors_origins=tuple(args.cors), opc_security=security, stale_s=args.stale_after,
+                        reaper_every_s=min(2.0, args.stale_after / 2),
                         limits=Limits(replications=args.max_replications, budget=args.max_budget,
                                       horizon_h=args.max_horizon_h, body_bytes=args.max_body))
     if not 0 <= args.opc_dwell_scale <= 1:
