@@ -148,3 +148,26 @@ def test_a_job_whose_worker_keeps_dying_fails_with_a_reason_and_the_workers_go_o
         assert wait_for(admin, ok, lambda j: j.done, 60, "done").status == "succeeded"
         assert admin.audit_verify()["ok"]
         admin.close()
+
+
+def test_a_killed_consumer_takes_its_workers_along_and_serve_starts_it_again(tmp_path):
+    with serving(tmp_path / "d", "--workers", "2") as (server, _):
+        old = processes.consumer(server.proc.pid)
+        deadline = time.monotonic() + 30
+        while len(workers := processes.children(old)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) >= 2  # the workers (and whatever else the consumer forked)
+        os.kill(old, signal.SIGKILL)
+        assert processes.wait_gone(workers, 15) == []  # no orphaned worker goes on taking jobs
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            fresh = [p for p in processes.children(server.proc.pid) if "studio.api.queue" in processes.cmdline(p)]
+            if fresh and fresh[0] != old:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("serve did not start its job consumer again")
+        with Client(server.url, server.key("engineer", "erin")) as c:
+            job = c.wait(c.submit("run", "smt_line", {"replications": 1, "set": ["horizon.length=14400"]}).id,
+                         timeout=120, progress=False)
+            assert job.status == "succeeded", job.error

@@ -255,6 +255,13 @@ def _watch_parent(parent: int) -> None:
             os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
+def _exit_when_orphaned(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     from huey.consumer import Consumer
 
@@ -270,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     from studio.api import queue  # not __main__: task names must match the API's
 
     huey = queue.make_huey(args.data)
+
+    @huey.on_startup()
+    def _die_with_the_consumer() -> None:  # in each worker process: an orphan stops taking jobs
+        consumer = os.getppid()
+        threading.Thread(target=_exit_when_orphaned, args=(consumer,), daemon=True).start()
+
     consumer = Consumer(huey, workers=args.workers, worker_type="process", periodic=False, initial_delay=0.05,
                         backoff=1.2, max_delay=0.5, check_worker_health=True, health_check_interval=1)
     consumer.run()

@@ -43,9 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import os
-    import signal
     import socket
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -98,9 +96,9 @@ def main(args: argparse.Namespace) -> int:
     except OSError as err:
         raise InputError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err})") from None
     port = sock.getsockname()[1]
-    worker = subprocess.Popen([sys.executable, "-m", "studio.api.queue", "--db", settings.url, "--data",
-                               str(data.resolve()), "--workers", str(args.workers), "--parent", str(os.getpid())],
-                              start_new_session=True)
+    consumer = _Consumer([sys.executable, "-m", "studio.api.queue", "--db", settings.url, "--data",
+                          str(data.resolve()), "--workers", str(args.workers), "--parent", str(os.getpid())])
+    consumer.start()
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"twinopt serve: http://{host}:{port}/api/v1 (OpenAPI at http://{host}:{port}/docs), data in {data}, "
           f"{args.workers} job worker(s)", flush=True)
@@ -111,16 +109,68 @@ def main(args: argparse.Namespace) -> int:
     try:
         server.run(sockets=[sock])
     finally:
-        try:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(worker.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        consumer.stop()
         print("twinopt serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+class _Consumer:
+    """The job workers' process (huey's consumer, in its own process group), started again when it
+    dies while the server runs; its workers die with it (studio.api.queue)."""
+
+    def __init__(self, argv: list[str]):
+        import threading
+
+        self.argv, self.proc = argv, None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        import subprocess
+        import threading
+
+        self.proc = subprocess.Popen(self.argv, start_new_session=True)
+        threading.Thread(target=self._watch, name="twinopt-consumer-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        import subprocess
+        import sys
+
+        while not self._stopping.is_set():
+            assert self.proc is not None
+            code = self.proc.wait()
+            if self._stopping.is_set():
+                return
+            print(f"twinopt serve: the job workers' process exited ({code}); starting it again", file=sys.stderr,
+                  flush=True)
+            self._kill_group(self.proc.pid)
+            self._stopping.wait(1.0)
+            if not self._stopping.is_set():
+                self.proc = subprocess.Popen(self.argv, start_new_session=True)
+
+    @staticmethod
+    def _kill_group(pgid: int) -> None:
+        import os
+        import signal
+
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def stop(self) -> None:
+        import os
+        import signal
+        import subprocess
+
+        self._stopping.set()
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        self._kill_group(self.proc.pid)  # workers a SIGTERM left behind
 
 
 def _opc_security(args: argparse.Namespace):
