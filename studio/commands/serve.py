@@ -119,9 +119,11 @@ class _Consumer:
     dies while the server runs; its workers die with it (studio.api.queue)."""
 
     def __init__(self, argv: list[str]):
+        import subprocess
         import threading
 
-        self.argv, self.proc = argv, None
+        self.argv = argv
+        self.proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
 
     def start(self) -> None:
