@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -361,14 +362,23 @@ def resolve_scenario(state: Api, ref: str, loc: tuple[str | int, ...]) -> Resolv
 
 
 def _load(res: Resolved, overrides: list[str], loc: tuple[str | int, ...]) -> Any:
-    from twins.loader import load_scenario, scenario_from_text
-
+    """The scenario with ``overrides`` applied, validated; its errors are a 422 at ``loc``."""
     try:
-        if res.yaml is not None:
-            return scenario_from_text(res.yaml, f"{res.label}.yaml", overrides, allow_files=False)
-        return load_scenario(res.arg, overrides)
+        return _validated(res.arg, res.label, res.yaml, tuple(overrides))
     except InputError as err:
         raise _located(err, loc) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _validated(arg: str, label: str, yaml: str | None, overrides: tuple[str, ...]) -> Any:
+    """Validating a scenario costs a YAML parse and the spec's checks (~0.1 s): shipped and stored
+    scenarios never change, so the same (scenario, overrides) is validated once per process. The
+    Scenario is only read (fingerprints, horizons, states are checked against it), never changed."""
+    from twins.loader import load_scenario, scenario_from_text
+
+    if yaml is not None:
+        return scenario_from_text(yaml, f"{label}.yaml", overrides, allow_files=False)
+    return load_scenario(arg, overrides)
 
 
 # -- jobs -----------------------------------------------------------------------------------------
