@@ -63,6 +63,14 @@ def layout() -> html.Div:
                 _number("op-cv", "operation-time CV", 0.1, 0, 2, "any"),
             ], id="op-schedule-options", style=HIDDEN),
             html.Div([
+                html.Label("station ", style={"fontSize": "13px"}),
+                dcc.Input(id="op-station", type="text", placeholder="the planner's choice", style={"width": "150px"}),
+                html.Label(" output target ", style={"marginLeft": "10px", "fontSize": "13px"}),
+                dcc.Input(id="op-target", type="number", min=0, step="any", placeholder="units over the horizon",
+                          style={"width": "170px"}),
+                html.Span(" (needed where releases come only on command)", style=NOTE),
+            ], id="op-energy-options", style=HIDDEN),
+            html.Div([
                 _number("op-time-limit", "solver time limit [s]", 20, 1, 600),
                 _number("op-replay-reps", "replay replications", 5, 2, 100),
             ], id="op-solver-options", style=HIDDEN),
@@ -98,10 +106,12 @@ def _launch_box(role: str | None) -> Any:
 
 
 @callback(Output("op-optimize-options", "style"), Output("op-schedule-options", "style"),
-          Output("op-solver-options", "style"), Output("op-scenario-label", "children"), Input("op-kind", "value"))
-def _sections(kind: str) -> tuple[Any, Any, Any, str]:
+          Output("op-energy-options", "style"), Output("op-solver-options", "style"),
+          Output("op-scenario-label", "children"), Input("op-kind", "value"))
+def _sections(kind: str) -> tuple[Any, Any, Any, Any, str]:
     return (ROW if kind == "optimize" else HIDDEN, ROW if kind == "schedule" else HIDDEN,
-            HIDDEN if kind == "optimize" else ROW, "Instance " if kind == "schedule" else "Scenario ")
+            ROW if kind == "energy" else HIDDEN, HIDDEN if kind == "optimize" else ROW,
+            "Instance " if kind == "schedule" else "Scenario ")
 
 
 @callback(Output("op-scenario", "options"), Output("op-scenario", "value"), Output("op-past", "options"),
@@ -141,7 +151,12 @@ def params(kind: str, values: dict[str, Any]) -> dict[str, Any]:
         return out
     out = {"time_limit": float(values["time_limit"]), "replications": int(values["replay_reps"]), **seed}
     if kind == "schedule":
-        out.update(solver=values["solver"], cv=float(values["cv"]))
+        out.update(solver=values["solver"], cv=float(values["cv"] or 0))
+    if kind == "energy":
+        if (values["station"] or "").strip():
+            out["station"] = values["station"].strip()
+        if values["target"] is not None:
+            out["target"] = float(values["target"])
     return out
 
 
@@ -152,18 +167,19 @@ def params(kind: str, values: dict[str, Any]) -> dict[str, Any]:
           State("op-seed", "value"), State("op-objective", "value"), State("op-minimize", "value"),
           State("op-sampler", "value"), State("op-budget", "value"), State("op-reps", "value"),
           State("op-topk", "value"), State("op-final", "value"), State("op-solver", "value"),
-          State("op-cv", "value"), State("op-time-limit", "value"), State("op-replay-reps", "value"),
-          State("key", "data"), prevent_initial_call=True)
+          State("op-cv", "value"), State("op-station", "value"), State("op-target", "value"),
+          State("op-time-limit", "value"), State("op-replay-reps", "value"), State("key", "data"),
+          prevent_initial_call=True)
 def _launch(n: int | None, kind: str, scenario: str | None, seed: Any, objective: str, minimize: list[str],
-            sampler: str, budget: Any, reps: Any, topk: Any, final: Any, solver: str, cv: Any, time_limit: Any,
-            replay_reps: Any, key: str | None) -> tuple[Any, ...]:
+            sampler: str, budget: Any, reps: Any, topk: Any, final: Any, solver: str, cv: Any, station: str | None,
+            target: Any, time_limit: Any, replay_reps: Any, key: str | None) -> tuple[Any, ...]:
     if not n:
         return (no_update,) * 5
     if not scenario:
         return no_update, True, html.Span("pick a scenario first", style=ERROR), no_update, no_update
     values = {"seed": seed, "objective": objective, "minimize": bool(minimize), "sampler": sampler,
               "budget": budget, "reps": reps, "topk": topk, "final": final, "solver": solver, "cv": cv,
-              "time_limit": time_limit, "replay_reps": replay_reps}
+              "station": station, "target": target, "time_limit": time_limit, "replay_reps": replay_reps}
     needed = {"seed"} | ({"budget", "reps", "topk", "final"} if kind == "optimize" else {"time_limit", "replay_reps"})
     missing = sorted(k for k in needed if values[k] is None)
     if missing:

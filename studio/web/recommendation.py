@@ -96,15 +96,27 @@ def payload(doc: dict[str, Any]) -> Any:
         ])
     if kind == "energy_plan":
         model = data.get("model", {})
-        rows = [[fmt(c.get("t")), c.get("station", ""), c.get("state", "")] for c in data.get("commands", [])]
+        rows = [[clock(data, c["t"]), c.get("station", ""), c.get("state", "")] for c in data.get("commands", [])]
         return html.Div([
             html.Div(f"stations {', '.join(data.get('stations', []))} · slot {data.get('slot')} "
                      f"{data.get('time_unit', '')} · horizon {data.get('horizon')} · target {data.get('target')} · "
                      f"model: {fmt(model.get('energy_kwh'))} kWh, {fmt(model.get('energy_cost'))} "
                      f"{model.get('currency', '')} ({model.get('status')})", style=NOTE),
-            table([f"t [{data.get('time_unit', '')}]", "station", "state from then on"], rows, id="rec-commands"),
+            table(["at", "station", "state from then on"], rows, id="rec-commands"),
         ])
     return html.Pre(str(data)[:2000])
+
+
+#: seconds per scenario time unit
+UNIT_S = {"s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def clock(plan: dict[str, Any], t: float) -> str:
+    """``t`` (scenario time units from the plan's start) as the time of day, with the day after the first."""
+    hh, mm = (int(x) for x in str(plan.get("start_clock", "00:00")).split(":"))
+    minutes = hh * 60 + mm + float(t) * UNIT_S.get(str(plan.get("time_unit", "s")), 1.0) / 60
+    day, rest = divmod(round(minutes), 24 * 60)
+    return f"{rest // 60:02d}:{rest % 60:02d}" + (f" (day {day + 1})" if day else "")
 
 
 def gantt(data: dict[str, Any]) -> go.Figure:
