@@ -111,6 +111,13 @@ def _show(rec_id: str | None, _refresh: int, key: str | None) -> tuple[Any, Any,
     return recommendation.view(rec), trail, {"id": rec["id"], "status": rec["status"]}
 
 
+@callback(Output("ap-outcome", "children", allow_duplicate=True), Output("ap-diff", "children", allow_duplicate=True),
+          Input("ap-rec", "value"), prevent_initial_call=True)
+def _another(_rec_id: str | None) -> tuple[str, list[Any]]:
+    """Another recommendation: the last outcome and plant reading were about the one before."""
+    return "", []
+
+
 @callback(Output("ap-diff", "children"), Input("ap-diff-button", "n_clicks"), Input("ap-refresh", "data"),
           State("ap-rec", "value"), State("ap-endpoint", "value"), State("key", "data"), prevent_initial_call=True)
 def _diff(clicks: int | None, _refresh: int, rec_id: str | None, endpoint: str | None, key: str | None) -> Any:
