@@ -216,3 +216,15 @@ def test_an_expired_approval_refuses_the_push(tmp_path):
         assert again["status"] == "approved" and again["expires_at"] > rec["expires_at"]
         engineer.close()
         approver.close()
+
+
+def test_requests_racing_for_the_shipped_scenarios_list_each_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from studio.api import app as api_app
+
+    api_app._shipped.cache_clear()
+    with ThreadPoolExecutor(8) as pool:  # the studio's pages ask at once when someone signs in
+        lists = list(pool.map(lambda _: api_app.shipped(), range(8)))
+    for names in ([s["name"] for s in shipped] for shipped in lists):
+        assert len(names) == len(set(names)) and names == sorted(names), names

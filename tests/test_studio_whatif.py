@@ -33,6 +33,7 @@ def test_adding_a_pick_and_place_machine_shows_the_throughput_difference_with_it
         sign_in(page, s.url, key)
         pick(page, "smt_line")
         page.click("#wi-add")
+        page.wait_for_selector("#wi-editor .editor-of-Variant-1", timeout=30_000)  # its controls drawn
         box = page.locator("input[id*='stations.pnp.machines']")
         box.fill("3")
         box.press("Enter")

@@ -233,24 +233,20 @@ def me(who: Reader) -> dict[str, Any]:
 
 # -- scenarios ------------------------------------------------------------------------------------
 
-def _shipped() -> list[dict[str, Any]]:
+@functools.cache
+def _shipped() -> tuple[dict[str, Any], ...]:
     from twins.loader import load_scenario
     from twins.shipped import scenario_names
     from twins.spec import fingerprint
 
-    return [{"id": name, "name": name, "version": 0, "fingerprint": fingerprint(load_scenario(name)),
-             "shipped": True, "created_at": None} for name in scenario_names()]
-
-
-_SHIPPED: list[dict[str, Any]] = []
-_SHIPPED_LOCK = threading.Lock()  # concurrent first requests each appended the whole list
+    return tuple({"id": name, "name": name, "version": 0, "fingerprint": fingerprint(load_scenario(name)),
+                  "shipped": True, "created_at": None} for name in scenario_names())
 
 
 def shipped() -> list[dict[str, Any]]:
-    with _SHIPPED_LOCK:
-        if not _SHIPPED:
-            _SHIPPED.extend(_shipped())
-    return _SHIPPED
+    """The shipped scenarios, loaded once (a cache filled in place listed them twice when two requests
+    raced to fill it)."""
+    return list(_shipped())
 
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")

@@ -1,13 +1,5 @@
-"""API keys and roles. A key is 32 random bytes (``tw_`` + URL-safe base64) shown once; the store
-keeps only its sha256. Roles and what they may do:
-
-=========  ===============================================================
-viewer     read everything (scenarios, jobs, recommendations, the audit trail)
-engineer   read; upload scenarios, submit and cancel jobs
-approver   read; approve, reject and push recommendations
-admin      everything, and create keys
-=========  ===============================================================
-"""
+"""API keys. A key is 32 random bytes (``tw_`` + URL-safe base64) shown once; the store keeps only
+its sha256. The roles and what they may do are :mod:`studio.api.roles`."""
 from __future__ import annotations
 
 import hashlib
@@ -17,17 +9,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select
 
+from studio.api.roles import ROLES, may
 from studio.api.store import Store, api_keys, now_iso
 from twins.errors import InputError
-
-ROLES = ("viewer", "engineer", "approver", "admin")
-#: permission -> roles that have it
-PERMISSIONS = {
-    "read": frozenset(ROLES),
-    "write": frozenset({"engineer", "admin"}),
-    "approve": frozenset({"approver", "admin"}),
-    "admin": frozenset({"admin"}),
-}
 
 
 @dataclass(frozen=True)
@@ -39,7 +23,7 @@ class Principal:
     role: str
 
     def may(self, permission: str) -> bool:
-        return self.role in PERMISSIONS[permission]
+        return may(self.role, permission)
 
 
 def hash_key(key: str) -> str:

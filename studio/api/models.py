@@ -5,9 +5,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from studio.api.auth import ROLES
 from studio.api.jobs import KINDS
 from studio.api.lifecycle import STATUSES
+from studio.api.roles import ROLES
 
 JobKind = Literal["run", "compare", "optimize", "schedule", "energy", "train"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]

@@ -6,7 +6,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, callback, dcc, html, no_update
 
 from studio.api.client import ApiError
-from studio.web import plant, whatif
+from studio.web import approvals, optimize, plant, whatif
 from studio.web.common import API, BUTTON, ERROR, NOTE, api_error, client
 
 
@@ -27,6 +27,8 @@ def create_app(api_url: str, key: str | None = None) -> Dash:
         dcc.Store(id="role", storage_type="session"),
         dcc.Tabs(id="tabs", value="whatif", children=[
             dcc.Tab(label="What-if", value="whatif", children=whatif.layout()),
+            dcc.Tab(label="Optimize", value="optimize", children=optimize.layout()),
+            dcc.Tab(label="Approvals", value="approvals", children=approvals.layout()),
             dcc.Tab(label="Plant", value="plant", children=plant.layout()),
         ]),
     ], style={"fontFamily": "system-ui, sans-serif", "background": "#f7f8fa", "minHeight": "100vh",

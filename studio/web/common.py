@@ -11,6 +11,13 @@ from studio.api.client import ApiError, Client
 
 #: the studio's API base URL, set by :func:`studio.web.app.create_app`
 API = {"url": "http://127.0.0.1:8000"}
+#: the KPIs the pages show first
+KPIS = ("throughput", "lead_time", "wip", "scrap_rate", "oee", "energy_kwh_per_unit", "energy_cost", "margin")
+#: KPIs where less is better (a significant decrease is shown green)
+LOWER_IS_BETTER = frozenset({"lead_time", "lead_time_p95", "wip", "scrap_rate", "energy_kwh_per_unit", "energy_cost",
+                             "energy_kwh", "energy_cost_per_unit", "co2_kg", "makespan", "tardiness",
+                             "energy_kwh_busy", "energy_kwh_idle", "energy_kwh_setup", "energy_kwh_standby",
+                             "energy_kwh_off"})
 
 
 def client(key: str | None) -> Client:

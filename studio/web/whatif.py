@@ -11,13 +11,23 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from studio.api.client import ApiError
-from studio.web.common import BUTTON, CARD, ERROR, NOTE, api_error, client, fmt, progress_bar, signed, table
+from studio.api.roles import may
+from studio.web.common import (
+    BUTTON,
+    CARD,
+    ERROR,
+    KPIS,
+    LOWER_IS_BETTER,
+    NOTE,
+    api_error,
+    client,
+    fmt,
+    progress_bar,
+    signed,
+    table,
+)
 
 MAX_VARIANTS = 4
-KPIS = ("throughput", "lead_time", "wip", "scrap_rate", "oee", "energy_kwh_per_unit", "energy_cost", "margin")
-#: KPIs where less is better (a significant decrease is shown green)
-LOWER_IS_BETTER = frozenset({"lead_time", "lead_time_p95", "wip", "scrap_rate", "energy_kwh_per_unit", "energy_cost",
-                             "energy_kwh", "energy_cost_per_unit", "co2_kg"})
 TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -160,7 +170,7 @@ def layout() -> html.Div:
             html.Div(id="wi-editor"),
         ], style=CARD),
         html.Div([
-            html.Button("Run what-if", id="wi-run", style={**BUTTON, "fontWeight": "600"}),
+            html.Div(id="wi-run-box", style={"display": "inline-block"}),
             html.Span(id="wi-status", style=NOTE),
             html.Div(id="wi-progress", style={"marginTop": "8px"}),
         ], style=CARD),
@@ -178,6 +188,16 @@ def layout() -> html.Div:
 
 
 # ------------------------------------------------------------------------------------ callbacks
+
+@callback(Output("wi-run-box", "children"), Input("role", "data"))
+def _run_box(role: str | None) -> Any:
+    """Only a role that may submit jobs sees the Run button (the API refuses the others anyway)."""
+    if may(role, "write"):
+        return html.Button("Run what-if", id="wi-run", style={**BUTTON, "fontWeight": "600"})
+    who = f"a {role} key" if role else "nobody signed in"
+    return html.Span(f"{who}: past runs can be reopened below; running needs an engineer's key",
+                     style={**NOTE, "marginRight": "10px"})
+
 
 @callback(Output("wi-scenario", "options"), Output("wi-past", "options"), Input("key", "data"),
           Input("tabs", "value"))
@@ -243,7 +263,9 @@ def _editor(items: list[dict[str, Any]] | None, current: str, variants: dict[str
     so typing keeps its focus)."""
     if not items:
         return html.Div("Pick a scenario to edit it.", style=NOTE)
-    return editor(items, variants["overrides"].get(current, {}))
+    # the class says whose controls are shown (a test waits for it before typing into them)
+    return html.Div(editor(items, variants["overrides"].get(current, {})),
+                    className="editor-of-" + current.replace(" ", "-"))
 
 
 @callback(Output("wi-current", "options"), Input("wi-variants", "data"))
@@ -312,7 +334,9 @@ def _add_remove(_add: int | None, _remove: int | None, variants: dict[str, Any],
           Input("wi-run", "n_clicks"), State("wi-scenario", "value"), State("wi-variants", "data"),
           State("wi-reps", "value"), State("wi-seed", "value"), State("key", "data"), prevent_initial_call=True)
 def _run(_n: int | None, scenario_id: str | None, variants: dict[str, Any], reps: Any, seed: Any,
-         key: str | None) -> tuple[Any, Any, str]:
+         key: str | None) -> tuple[Any, Any, Any]:
+    if not _n:  # the button appearing (after sign-in) is no click
+        return no_update, no_update, no_update
     if not scenario_id:
         return no_update, True, "pick a scenario first"
     if reps is None or seed is None:
