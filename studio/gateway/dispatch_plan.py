@@ -11,21 +11,18 @@ sealed with an HMAC under a key of this process so that only this module makes o
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import hashlib
-import hmac
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from optimizers.recommendation import Recommendation, fingerprint
 from optimizers.replay import product_name, station_name
+from studio.gateway.seal import Sealer
 from twins.equipment_nodes import DispatchNodes
 from twins.errors import EnvelopeViolation, InputError
 from twins.spec import Scenario
 
-_KEY = secrets.token_bytes(32)  # seals dispatch plans made by this process; nothing outside this module sees it
+_SEALER = Sealer()  # seals dispatch plans made by this process; nothing outside this module sees its key
 
 
 @dataclass(frozen=True)
@@ -80,22 +77,16 @@ class CheckedDispatch:
 
 
 def _content(plan: CheckedDispatch) -> dict[str, object]:
-    return {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan) if f.name != "seal"}
-
-
-def _seal_of(content: Mapping[str, object]) -> str:
-    return hmac.new(_KEY, repr(sorted(content.items())).encode(), hashlib.sha256).hexdigest()
+    return _SEALER.content(plan)
 
 
 def _sealed(**content: object) -> CheckedDispatch:
-    return CheckedDispatch(**content, seal=_seal_of(content))  # type: ignore[arg-type]
+    return _SEALER.make(CheckedDispatch, **content)
 
 
 def authentic_dispatch(plan: object) -> bool:
     """True when ``plan`` is a CheckedDispatch made by :func:`check_dispatch` in this process, unaltered."""
-    if not isinstance(plan, CheckedDispatch):
-        return False
-    return hmac.compare_digest(str(getattr(plan, "seal", "")), _seal_of(_content(plan)))
+    return _SEALER.authentic(plan, CheckedDispatch)
 
 
 def schedule_lists(rec: Recommendation, scenario: Scenario | None) -> dict[str, tuple[str, ...]]:

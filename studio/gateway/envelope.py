@@ -16,18 +16,15 @@ docs/gateway.md explains the tiers, rates, ramps, permissives, interlocks and ap
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import hashlib
-import hmac
 import itertools
 import math
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from optimizers.recommendation import Recommendation, fingerprint
+from studio.gateway.seal import Sealer
 from twins.equipment import Condition, Equipment, Tag, hard_limits, parameter_of
 from twins.errors import EnvelopeViolation, InputError
 from twins.spec import Scenario
@@ -41,7 +38,7 @@ TOLERANCE = 1e-9
 #: lockstep would cross an interlock.
 MAX_ORDERED_TAGS = 4
 
-_KEY = secrets.token_bytes(32)  # seals plans made by this process; nothing outside this module sees it
+_SEALER = Sealer()  # seals plans made by this process; nothing outside this module sees its key
 
 
 def within(value: float, limit: float) -> bool:
@@ -177,24 +174,17 @@ class Verdict:
 
 
 def _content(plan: CheckedPlan) -> dict[str, object]:
-    return {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan) if f.name != "seal"}
-
-
-def _seal_of(content: Mapping[str, object]) -> str:
-    # repr of frozen dataclasses, tuples, floats and datetimes is exact and deterministic
-    return hmac.new(_KEY, repr(sorted(content.items())).encode(), hashlib.sha256).hexdigest()
+    return _SEALER.content(plan)
 
 
 def _sealed(**content: object) -> CheckedPlan:
-    return CheckedPlan(**content, seal=_seal_of(content))  # type: ignore[arg-type]
+    return _SEALER.make(CheckedPlan, **content)
 
 
 def authentic(plan: object) -> bool:
     """True when ``plan`` is a CheckedPlan made by :func:`check` in this process and not altered
     since (an unpickled or mutated plan is not)."""
-    if not isinstance(plan, CheckedPlan):
-        return False
-    return hmac.compare_digest(str(getattr(plan, "seal", "")), _seal_of(_content(plan)))
+    return _SEALER.authentic(plan, CheckedPlan)
 
 
 # ------------------------------------------------------------------------------------ the checker

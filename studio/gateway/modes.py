@@ -22,17 +22,14 @@ virtual plant's ``line.sim_time``). docs/gateway.md ("Energy plans") has the sem
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import hmac
 import math
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from optimizers.recommendation import Recommendation, fingerprint
 from studio.gateway.envelope import Violation
+from studio.gateway.seal import Sealer
 from twins.calendar import UNITS_PER_HOUR
 from twins.equipment import MODE_CODES, MODE_OF_CODE, Condition, Equipment, Modes
 from twins.errors import EnvelopeViolation, InputError
@@ -41,7 +38,7 @@ from twins.spec import Scenario
 #: Relative tolerance of the dwell comparison (float plant clocks).
 TOLERANCE = 1e-9
 
-_KEY = secrets.token_bytes(32)  # seals timelines and commands made by this process
+_SEALER = Sealer()  # seals timelines and commands made by this process
 
 
 class _Sealed:
@@ -156,27 +153,17 @@ class ModeVerdict:
 
 
 def _content(obj: Any) -> dict[str, Any]:
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name != "seal"}
-
-
-def _seal_of(kind: str, content: Mapping[str, Any]) -> str:
-    return hmac.new(_KEY, repr((kind, sorted(content.items()))).encode(), hashlib.sha256).hexdigest()
+    return _SEALER.content(obj)
 
 
 def _sealed(cls: type[Any], **content: Any) -> Any:
-    return cls(**content, seal=_seal_of(cls.__name__, content))
+    return _SEALER.make(cls, **content)
 
 
 def authentic(obj: object) -> bool:
     """True when ``obj`` is a Timeline or CheckedModes made by this module in this process and not
     altered since."""
-    if not isinstance(obj, Timeline | CheckedModes):
-        return False
-    try:
-        content = _content(obj)
-    except AttributeError:  # a half-made object (object.__new__)
-        return False
-    return hmac.compare_digest(str(getattr(obj, "seal", "")), _seal_of(type(obj).__name__, content))
+    return _SEALER.authentic(obj, Timeline, CheckedModes)
 
 
 # ------------------------------------------------------------------------------------ offline
