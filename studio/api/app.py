@@ -36,7 +36,7 @@ from studio.api.jobs import Limits, ParamError, cache_key, check_horizon, check_
 from studio.api.jobs import command_argv as _argv
 from studio.api.lifecycle import TRANSITIONS, offline_problems
 from studio.api.queue import STORED, enqueue, make_huey, reap, requeue_all
-from studio.api.store import Store, api_keys, jobs, now_iso, recommendations, scenarios, sqlite_url
+from studio.api.store import Store, api_keys, jobs, now_iso, recommendations, scenarios, sqlite_url, storable
 from twins.errors import InputError, ScenarioError
 
 log = logging.getLogger("twinopt.api")
@@ -302,7 +302,8 @@ def get_scenario(scenario_id: str, state: ApiDep, who: Reader) -> dict[str, Any]
         if s["id"] == scenario_id:
             return {**s, "yaml": scenario_path(scenario_id).read_text()}
     with state.store.read() as conn:
-        row = conn.execute(select(scenarios).where(scenarios.c.id == scenario_id)).first()
+        row = conn.execute(select(scenarios).where(scenarios.c.id == scenario_id)).first() \
+            if storable(scenario_id) else None
     if row is None:
         raise HTTPException(404, f"no scenario {scenario_id!r}")
     return {**row._asdict(), "shipped": False}
@@ -319,8 +320,9 @@ class Resolved:
 def resolve_scenario(state: Api, ref: str, loc: tuple[str | int, ...]) -> Resolved:
     """A stored scenario (id, or name: its latest version) or a shipped one."""
     with state.store.read() as conn:
-        row = conn.execute(select(scenarios).where(scenarios.c.id == ref)).first() or conn.execute(
-            select(scenarios).where(scenarios.c.name == ref).order_by(scenarios.c.version.desc()).limit(1)).first()
+        row = None if not storable(ref) else conn.execute(select(scenarios).where(scenarios.c.id == ref)).first() \
+            or conn.execute(select(scenarios).where(scenarios.c.name == ref)
+                            .order_by(scenarios.c.version.desc()).limit(1)).first()
     if row is not None:
         return Resolved(STORED + row.id, row.name, row.fingerprint, row.yaml)
     for s in shipped():
@@ -465,7 +467,7 @@ def list_jobs(state: ApiDep, who: Reader, status: m.JobStatus | None = None,
 
 def _job(state: Api, job_id: str) -> Any:
     with state.store.read() as conn:
-        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first() if storable(job_id) else None
     if row is None:
         raise HTTPException(404, f"no job {job_id!r}")
     return row
@@ -557,7 +559,8 @@ def _rec_out(state: Api, row: Any) -> dict[str, Any]:
 
 def _rec(state: Api, rec_id: str) -> Any:
     with state.store.read() as conn:
-        row = conn.execute(select(recommendations).where(recommendations.c.id == rec_id)).first()
+        row = conn.execute(select(recommendations).where(recommendations.c.id == rec_id)).first() \
+            if storable(rec_id) else None
     if row is None:
         raise HTTPException(404, f"no recommendation {rec_id!r}")
     return row

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 
 from twins.errors import InputError
@@ -55,7 +57,7 @@ scenarios = Table(
     Column("id", String(32), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("fingerprint", String(64), nullable=False),
+    Column("fingerprint", String(80), nullable=False),  # "sha256:" + 64 hex digits
     Column("yaml", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(32)),
@@ -69,7 +71,7 @@ jobs = Table(
     Column("status", String(20), nullable=False, index=True),
     Column("progress", Float, nullable=False, default=0.0),
     Column("scenario", String(200), nullable=False),
-    Column("fingerprint", String(64)),
+    Column("fingerprint", String(80)),
     Column("params", Text, nullable=False),
     Column("argv", Text, nullable=False),
     Column("cache_key", String(64), nullable=False, index=True),
@@ -83,7 +85,7 @@ jobs = Table(
     Column("finished_at", String(40)),
     Column("heartbeat_at", Float),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("worker", String(64)),
+    Column("worker", String(300)),  # host:pid:nonce
     Column("cancel_requested", Boolean, nullable=False, default=False),
 )
 
@@ -123,6 +125,12 @@ audit_head = Table(
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def storable(text: str) -> bool:
+    """Whether every database can hold ``text``: PostgreSQL refuses the NUL character, SQLite does not.
+    A key that is not storable was never stored, so looking it up finds nothing (instead of an error)."""
+    return "\x00" not in text
 
 
 def sqlite_url(data_dir: str | Path) -> str:
@@ -189,15 +197,27 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     return engine
 
 
+#: Alembic's ``context`` is one module-level proxy: two migrations in one process must not overlap
+_migrating = threading.Lock()
+#: the key of the PostgreSQL advisory lock that serializes migrations across processes
+_MIGRATION_LOCK = 0x7477696E6F7074  # "twinopt"
+
+
 def upgrade(engine: Engine) -> None:
-    """Apply every Alembic migration the database lacks."""
+    """Apply every Alembic migration the database lacks.
+
+    On PostgreSQL the migration first takes a transaction-scoped advisory lock: a second server (or
+    ``twinopt keys create``) opening the same empty database waits, then finds it at head, instead
+    of racing it to ``CREATE TABLE``. SQLite's ``BEGIN IMMEDIATE`` serializes them already."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
     try:
-        with engine.begin() as conn:
+        with _migrating, engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except Exception as err:  # noqa: BLE001 - any driver's error: one line naming the database
