@@ -101,6 +101,10 @@ def test_a_first_start_on_an_empty_postgresql_database_prints_the_admin_key(pg_u
             made = admin.create_key("dana", "viewer")
             assert made["role"] == "viewer"
             assert admin.audit_verify() == {"ok": True, "entries": 1, "problems": []}
+            # uploads of one name at once: each its own version (no transaction sees the others' max)
+            with ThreadPoolExecutor(6) as pool:
+                got = list(pool.map(lambda i: admin.upload_scenario(SMT, name="raced")["version"], range(6)))
+            assert sorted(got) == [1, 2, 3, 4, 5, 6]
 
 
 def test_text_postgresql_cannot_store_is_a_422_or_404_not_a_500(pg_url, tmp_path):

@@ -25,6 +25,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -271,10 +272,16 @@ def _store_scenario(state: Api, who: Principal, text: str, name: str | None) -> 
         raise HTTPException(409, f"{name!r} is a shipped scenario's name: upload under another name")
     row = {"id": uuid.uuid4().hex, "name": name, "fingerprint": fingerprint(scenario), "yaml": text,
            "created_at": now_iso(), "created_by": who.key_id}
-    with state.store.write() as conn:
-        version = conn.execute(select(func.coalesce(func.max(scenarios.c.version), 0))
-                               .where(scenarios.c.name == name)).scalar_one() + 1
-        conn.execute(insert(scenarios).values(version=version, **row))
+    for attempt in range(20):
+        try:
+            with state.store.write() as conn:
+                version = conn.execute(select(func.coalesce(func.max(scenarios.c.version), 0))
+                                       .where(scenarios.c.name == name)).scalar_one() + 1
+                conn.execute(insert(scenarios).values(version=version, **row))
+            break
+        except IntegrityError:  # PostgreSQL: a concurrent upload took this version first (SQLite serializes)
+            if attempt == 19:
+                raise
     state.record(who, "scenario.create", detail=f"{name} v{version} ({row['id']})")
     return {**row, "version": version, "shipped": False}
 
