@@ -46,7 +46,8 @@ def test_the_api_on_postgresql_from_keys_to_an_approved_recommendation(pg_url, t
     data = tmp_path / "data"
     engineer_key = keys_create(pg_url, "engineer", "erin", data)
     approver_key = keys_create(pg_url, "approver", "carol", data)
-    with serve(data, "--db", pg_url, "--workers", "2") as server:
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")  # the same database, the driver implied
+    with serve(data, "--db", plain, "--workers", "2") as server:
         assert server.admin_key is None  # the database already had keys: no first-start admin key
         assert not (data / "twinopt.db").exists()  # the store is PostgreSQL; only the queue lives in --data
         with Client(server.url, engineer_key) as eng, Client(server.url, approver_key) as appr:
@@ -148,6 +149,33 @@ def test_concurrent_audit_appends_keep_the_chain(pg_url):
         assert log.verify() == []
         entries = log.page(0, 1000)
         assert [e["seq"] for e in entries] == list(range(1, n + 1))
+    finally:
+        store.dispose()
+
+
+def test_concurrent_first_appends_to_an_empty_trail_chain_up(pg_url):
+    """No head row to lock yet: the first appends race on the table itself."""
+    from sqlalchemy import delete
+
+    from studio.api.audit import SqlAuditLog
+    from studio.api.store import Store, audit, audit_head
+
+    store = Store.open(pg_url)
+    try:
+        log = SqlAuditLog(store)
+        for _round in range(10):
+            with store.write() as conn:
+                conn.execute(delete(audit_head))
+                conn.execute(delete(audit))
+            start = threading.Barrier(8)
+
+            def first(i: int, start: threading.Barrier = start) -> int:
+                start.wait()
+                return int(log.append(f"t{i}", "test", "ok")["seq"])
+
+            with ThreadPoolExecutor(8) as pool:
+                assert sorted(pool.map(first, range(8))) == list(range(1, 9))
+            assert log.verify() == []
     finally:
         store.dispose()
 

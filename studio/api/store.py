@@ -36,6 +36,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.exc import ArgumentError
 
 from twins.errors import InputError
 
@@ -148,7 +149,13 @@ class Store:
             self.writer = _sqlite_engine(url, immediate=True)
             self.reader = _sqlite_engine(url, immediate=False)
         else:
-            self.writer = self.reader = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            try:
+                self.writer = self.reader = create_engine(_with_driver(url), pool_pre_ping=True, pool_size=10,
+                                                          max_overflow=20)
+            except (ArgumentError, ImportError) as err:  # not a URL, or its driver is not installed
+                hint = " (pip install 'twinopt[postgres]')" if url.startswith("postgres") else ""
+                raise InputError(f"cannot open the database {url.split('@')[-1]}: {type(err).__name__}: "
+                                 f"{' '.join(str(err).split())[:300]}{hint}") from None
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -174,6 +181,12 @@ class Store:
         self.writer.dispose()
         if self.reader is not self.writer:
             self.reader.dispose()
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` means psycopg 3 (the ``[postgres]`` extra) with any SQLAlchemy 2.x: 2.0 would
+    pick psycopg2, 2.1 picks psycopg."""
+    return "postgresql+psycopg://" + url[len("postgresql://"):] if url.startswith("postgresql://") else url
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
