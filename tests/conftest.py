@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pg import pg_url, postgres  # noqa: F401 - fixtures: a throwaway PostgreSQL (tests/pg.py)
 
 from twins.loader import parse_yaml
 

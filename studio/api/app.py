@@ -26,6 +26,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,7 +39,7 @@ from studio.api.jobs import Limits, ParamError, cache_key, check_horizon, check_
 from studio.api.jobs import command_argv as _argv
 from studio.api.lifecycle import TRANSITIONS, offline_problems
 from studio.api.queue import STORED, enqueue, make_huey, reap, requeue_all
-from studio.api.store import Store, api_keys, jobs, now_iso, recommendations, scenarios, sqlite_url
+from studio.api.store import Store, api_keys, jobs, now_iso, recommendations, scenarios, sqlite_url, storable
 from twins.errors import InputError, ScenarioError
 
 log = logging.getLogger("twinopt.api")
@@ -299,10 +300,16 @@ def _store_scenario(state: Api, who: Principal, text: str, name: str | None) -> 
         raise HTTPException(409, f"{name!r} is a shipped scenario's name: upload under another name")
     row = {"id": uuid.uuid4().hex, "name": name, "fingerprint": fingerprint(scenario), "yaml": text,
            "created_at": now_iso(), "created_by": who.key_id}
-    with state.store.write() as conn:
-        version = conn.execute(select(func.coalesce(func.max(scenarios.c.version), 0))
-                               .where(scenarios.c.name == name)).scalar_one() + 1
-        conn.execute(insert(scenarios).values(version=version, **row))
+    for attempt in range(20):
+        try:
+            with state.store.write() as conn:
+                version = conn.execute(select(func.coalesce(func.max(scenarios.c.version), 0))
+                                       .where(scenarios.c.name == name)).scalar_one() + 1
+                conn.execute(insert(scenarios).values(version=version, **row))
+            break
+        except IntegrityError:  # PostgreSQL: a concurrent upload took this version first (SQLite serializes)
+            if attempt == 19:
+                raise
     state.record(who, "scenario.create", detail=f"{name} v{version} ({row['id']})")
     return {**row, "version": version, "shipped": False}
 
@@ -330,7 +337,8 @@ def get_scenario(scenario_id: str, state: ApiDep, who: Reader) -> dict[str, Any]
         if s["id"] == scenario_id:
             return {**s, "yaml": scenario_path(scenario_id).read_text()}
     with state.store.read() as conn:
-        row = conn.execute(select(scenarios).where(scenarios.c.id == scenario_id)).first()
+        row = conn.execute(select(scenarios).where(scenarios.c.id == scenario_id)).first() \
+            if storable(scenario_id) else None
     if row is None:
         raise HTTPException(404, f"no scenario {scenario_id!r}")
     return {**row._asdict(), "shipped": False}
@@ -347,8 +355,9 @@ class Resolved:
 def resolve_scenario(state: Api, ref: str, loc: tuple[str | int, ...]) -> Resolved:
     """A stored scenario (id, or name: its latest version) or a shipped one."""
     with state.store.read() as conn:
-        row = conn.execute(select(scenarios).where(scenarios.c.id == ref)).first() or conn.execute(
-            select(scenarios).where(scenarios.c.name == ref).order_by(scenarios.c.version.desc()).limit(1)).first()
+        row = None if not storable(ref) else conn.execute(select(scenarios).where(scenarios.c.id == ref)).first() \
+            or conn.execute(select(scenarios).where(scenarios.c.name == ref)
+                            .order_by(scenarios.c.version.desc()).limit(1)).first()
     if row is not None:
         return Resolved(STORED + row.id, row.name, row.fingerprint, row.yaml)
     for s in shipped():
@@ -520,7 +529,7 @@ def list_jobs(state: ApiDep, who: Reader, status: m.JobStatus | None = None,
 
 def _job(state: Api, job_id: str) -> Any:
     with state.store.read() as conn:
-        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first() if storable(job_id) else None
     if row is None:
         raise HTTPException(404, f"no job {job_id!r}")
     return row
@@ -618,7 +627,8 @@ def _rec_out(state: Api, row: Any) -> dict[str, Any]:
 
 def _rec(state: Api, rec_id: str) -> Any:
     with state.store.read() as conn:
-        row = conn.execute(select(recommendations).where(recommendations.c.id == rec_id)).first()
+        row = conn.execute(select(recommendations).where(recommendations.c.id == rec_id)).first() \
+            if storable(rec_id) else None
     if row is None:
         raise HTTPException(404, f"no recommendation {rec_id!r}")
     return row

@@ -20,6 +20,10 @@ from studio.api.store import Store, audit, audit_head
 from studio.gateway.audit import GENESIS, AuditLog, AuditTampered, canonical, chained, entry_fields
 
 
+class _Raced(Exception):
+    """A concurrent first append: read the head again."""
+
+
 class SqlAuditLog(AuditLog):
     """An append-only, hash-chained audit trail in ``store``."""
 
@@ -40,6 +44,10 @@ class SqlAuditLog(AuditLog):
                     last = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
                                         ).first()
                     tip = (0, GENESIS) if last is None else (int(last.seq), str(last.hash))
+                    if head is None and last is not None and attempt < 19:
+                        # no head row to lock yet: a first append committed between our two reads
+                        # (PostgreSQL reads each statement afresh); a real loss of the head still fails
+                        raise _Raced()
                     if (head is None and last is not None) or (head is not None and (head.seq, head.hash) != tip):
                         raise AuditTampered("refusing to append to the audit trail: its last entry does not match "
                                             "its head (GET /api/v1/audit/verify)")
@@ -51,7 +59,7 @@ class SqlAuditLog(AuditLog):
                         conn.execute(update(audit_head).where(audit_head.c.id == 1)
                                      .values(seq=entry["seq"], hash=entry["hash"]))
                 return entry
-            except IntegrityError:  # another append took this seq first: chain onto it
+            except (IntegrityError, _Raced):  # another append took this seq first: chain onto it
                 if attempt == 19:
                     raise
         raise AssertionError("unreachable")

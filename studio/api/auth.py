@@ -37,6 +37,8 @@ def create_key(store: Store, role: str, name: str) -> tuple[Principal, str]:
     name = " ".join(name.split())
     if not name or len(name) > 200:
         raise InputError("a key needs a name of 1 to 200 characters")
+    if not name.isprintable():
+        raise InputError("a key's name cannot hold control characters")
     secret = "tw_" + secrets.token_urlsafe(32)
     principal = Principal(uuid.uuid4().hex, name, role)
     with store.write() as conn:

@@ -35,7 +35,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
+from sqlalchemy.exc import ArgumentError
 
 from twins.errors import InputError
 
@@ -57,7 +59,7 @@ scenarios = Table(
     Column("id", String(32), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("fingerprint", String(64), nullable=False),
+    Column("fingerprint", String(80), nullable=False),  # "sha256:" + 64 hex digits
     Column("yaml", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(32)),
@@ -71,7 +73,7 @@ jobs = Table(
     Column("status", String(20), nullable=False, index=True),
     Column("progress", Float, nullable=False, default=0.0),
     Column("scenario", String(200), nullable=False),
-    Column("fingerprint", String(64)),
+    Column("fingerprint", String(80)),
     Column("params", Text, nullable=False),
     Column("argv", Text, nullable=False),
     Column("cache_key", String(64), nullable=False, index=True),
@@ -85,7 +87,7 @@ jobs = Table(
     Column("finished_at", String(40)),
     Column("heartbeat_at", Float),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("worker", String(64)),
+    Column("worker", String(300)),  # host:pid:nonce
     Column("cancel_requested", Boolean, nullable=False, default=False),
 )
 
@@ -137,6 +139,12 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
+def storable(text: str) -> bool:
+    """Whether every database can hold ``text``: PostgreSQL refuses the NUL character, SQLite does not.
+    A key that is not storable was never stored, so looking it up finds nothing (instead of an error)."""
+    return "\x00" not in text
+
+
 def sqlite_url(data_dir: str | Path) -> str:
     return f"sqlite:///{Path(data_dir).resolve() / 'twinopt.db'}"
 
@@ -157,7 +165,13 @@ class Store:
             self.reader = _sqlite_engine(url, immediate=False)
             self._write_turn = threading.RLock()
         else:
-            self.writer = self.reader = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            try:
+                self.writer = self.reader = create_engine(_with_driver(url), pool_pre_ping=True, pool_size=10,
+                                                          max_overflow=20)
+            except (ArgumentError, ImportError) as err:  # not a URL, or its driver is not installed
+                hint = " (pip install 'twinopt[postgres]')" if url.startswith("postgres") else ""
+                raise InputError(f"cannot open the database {url.split('@')[-1]}: {type(err).__name__}: "
+                                 f"{' '.join(str(err).split())[:300]}{hint}") from None
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -185,6 +199,12 @@ class Store:
             self.reader.dispose()
 
 
+def _with_driver(url: str) -> str:
+    """``postgresql://`` means psycopg 3 (the ``[postgres]`` extra) with any SQLAlchemy 2.x: 2.0 would
+    pick psycopg2, 2.1 picks psycopg."""
+    return "postgresql+psycopg://" + url[len("postgresql://"):] if url.startswith("postgresql://") else url
+
+
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=8,
                            max_overflow=32, pool_timeout=60)
@@ -206,15 +226,27 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     return engine
 
 
+#: Alembic's ``context`` is one module-level proxy: two migrations in one process must not overlap
+_migrating = threading.Lock()
+#: the key of the PostgreSQL advisory lock that serializes migrations across processes
+_MIGRATION_LOCK = 0x7477696E6F7074  # "twinopt"
+
+
 def upgrade(engine: Engine) -> None:
-    """Apply every Alembic migration the database lacks."""
+    """Apply every Alembic migration the database lacks.
+
+    On PostgreSQL the migration first takes a transaction-scoped advisory lock: a second server (or
+    ``twinopt keys create``) opening the same empty database waits, then finds it at head, instead
+    of racing it to ``CREATE TABLE``. SQLite's ``BEGIN IMMEDIATE`` serializes them already."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
     try:
-        with engine.begin() as conn:
+        with _migrating, engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except Exception as err:  # noqa: BLE001 - any driver's error: one line naming the database
