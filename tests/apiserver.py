@@ -33,37 +33,43 @@ class Server:
         return out.stdout.strip().splitlines()[-1].split()[-1]
 
 
-def start(data: Path, *args: str, timeout: float = 60) -> Server:
-    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "serve", "--port", "0", "--data", str(data), *args],
-                            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+def launch(argv: list[str], ready: re.Pattern[str], also: re.Pattern[str] | None = None, *, timeout: float = 60,
+           new_session: bool = False) -> tuple[subprocess.Popen[str], list[str], re.Match[str] | None,
+                                               re.Match[str] | None]:
+    """Start ``twinopt ARGV`` and read its output until a line matches ``ready``: ``(process, lines so
+    far and to come, the ready match, the last match of ``also``)``; the ready match is None when the
+    process ended or ``timeout`` passed first (the caller then stops it)."""
+    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", *argv], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=new_session,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: list[str] = []
-    found: dict[str, str] = {}
-    ready = threading.Event()
+    found: dict[str, re.Match[str]] = {}
+    seen = threading.Event()
 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            k = KEY.match(line)
-            if k:
-                found["key"] = k.group(1)
-            r = READY.match(line)
-            if r:
-                found["url"] = r.group(1)
-                ready.set()
-        ready.set()
+            if also is not None and (m := also.match(line)):
+                found["also"] = m
+            if m := ready.match(line):
+                found["ready"] = m
+                seen.set()
+        seen.set()
 
     threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while not ready.wait(0.1):
-        if time.monotonic() > deadline:
-            break
-    if "url" not in found:
+    seen.wait(timeout)
+    return proc, lines, found.get("ready"), found.get("also")
+
+
+def start(data: Path, *args: str, timeout: float = 60) -> Server:
+    proc, lines, ready, key = launch(["serve", "--port", "0", "--data", str(data), *args], READY, KEY,
+                                     timeout=timeout)
+    if ready is None:
         proc.kill()
         proc.wait(10)
         raise AssertionError("twinopt serve did not start:\n" + "".join(lines))
-    server = Server(proc, found["url"], data, found.get("key"), lines)
+    server = Server(proc, ready.group(1), data, key.group(1) if key else None, lines)
     _wait_healthy(server.url)
     return server
 

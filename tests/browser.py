@@ -6,8 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from apiserver import launch
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -42,32 +41,12 @@ class Studio:
 @contextmanager
 def studio(*args: str, timeout: float = 90) -> Iterator[Studio]:
     """``twinopt studio --port 0 ARGS``; stopped (with its embedded API) at the end."""
-    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "studio", "--port", "0", *args], cwd=ROOT,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines: list[str] = []
-    found: dict[str, str] = {}
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            m = READY.match(line)
-            if m:
-                found["url"], found["api"] = m.group(1), m.group(2)
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while not ready.wait(0.1) and time.monotonic() < deadline:
-        pass
+    proc, lines, ready, _ = launch(["studio", "--port", "0", *args], READY, timeout=timeout, new_session=True)
     try:
-        if "url" not in found:
+        if ready is None:
             raise AssertionError("twinopt studio did not start:\n" + "".join(lines))
-        _wait_up(found["url"])
-        yield Studio(proc, found["url"], found["api"], lines)
+        _wait_up(ready.group(1))
+        yield Studio(proc, ready.group(1), ready.group(2), lines)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)

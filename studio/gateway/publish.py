@@ -31,11 +31,10 @@ from studio.gateway.push import (
     Link,
     PushSecurity,
     Timing,
-    already_pushed,
     connect,
     default_user,
+    gate,
     normalize_endpoint,
-    uncertain_since,
 )
 from twins.equipment_nodes import DispatchNodes, Handshake
 from twins.errors import EndpointUnreachable, EnvelopeViolation, InputError
@@ -83,18 +82,10 @@ async def publish_schedule(recommendation: Recommendation, *, endpoint: str, sce
     nodes = nodes or (equipment.dispatch if equipment is not None else DispatchNodes())
     handshake = handshake or (equipment.handshake if equipment is not None else Handshake())
     lists = schedule_lists(recommendation, scenario)  # bad input never reaches the equipment
-    if approved_by is not None and approved_by.strip() == user:
-        raise InputError(f"the approver must be someone else than the user pushing ({user}): four eyes")
     rec_key = (recommendation.id, recommendation.version)
-    blocked = uncertain_since(audit, ep)
-    if blocked is not None:
-        return _refused(audit, user, ep, rec_key, f"{ep} is blocked since the uncertain push at {blocked}: run "
-                                                  f"`twinopt push --reconcile --endpoint {ep}` first", dry_run)
-    if already_pushed(audit, ep, rec_key):
-        if not dry_run:
-            audit.append(user, "push", "already pushed", recommendation=rec_key, endpoint=ep,
-                         detail="verified before: nothing written")
-        return PublishResult("already pushed", ep, detail="verified before: nothing written")
+    gated = gate(audit, user, ep, rec_key, approved_by, dry_run)
+    if gated is not None:
+        return PublishResult(gated[0], ep, detail=gated[1])
     link = await connect(endpoint, security, {}, timing, handshake)
     try:
         await _check_fingerprint(link, recommendation, scenario is not None, ep)

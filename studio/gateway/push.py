@@ -306,18 +306,10 @@ async def push(recommendation: Recommendation, *, endpoint: str, scenario: Scena
     env = envelope if envelope is not None else scenario.equipment
     validate(recommendation, scenario, env)  # bad input never reaches the equipment
     assert env is not None
-    if approved_by is not None and approved_by.strip() == user:
-        raise InputError(f"the approver must be someone else than the user pushing ({user}): four eyes")
     rec_key = (recommendation.id, recommendation.version)
-    blocked = uncertain_since(audit, ep)
-    if blocked is not None:
-        return _refused(audit, user, ep, rec_key, f"{ep} is blocked since the uncertain push at {blocked}: run "
-                                                  f"`twinopt push --reconcile --endpoint {ep}` first", dry_run)
-    if already_pushed(audit, ep, rec_key):
-        if not dry_run:
-            audit.append(user, "push", "already pushed", recommendation=rec_key, endpoint=ep,
-                         detail="verified before: nothing written")
-        return PushResult("already pushed", ep, detail="verified before: nothing written")
+    gated = gate(audit, user, ep, rec_key, approved_by, dry_run)
+    if gated is not None:
+        return PushResult(gated[0], ep, detail=gated[1])
 
     tags = {t.name: t for t in env.tags}
     names = list(env.names)
@@ -389,6 +381,28 @@ def _refused(audit: AuditLog, user: str, ep: str, rec_key: tuple[str, int], why:
     if not dry_run:
         audit.append(user, "push", "refused", recommendation=rec_key, endpoint=ep, detail=why)
     return PushResult(f"refused: {why}", ep, plan, violations, detail=why)
+
+
+def gate(audit: AuditLog, user: str, ep: str, rec_key: tuple[str, int], approved_by: str | None,
+         dry_run: bool) -> tuple[str, str] | None:
+    """What every writer checks before it connects: four eyes (an approver who pushes is bad
+    input), an endpoint blocked by an uncertain push (refused), the same recommendation verified at
+    ``ep`` before (nothing to write). None: go on; else ``(outcome, detail)``, audited unless a dry run."""
+    if approved_by is not None and approved_by.strip() == user:
+        raise InputError(f"the approver must be someone else than the user pushing ({user}): four eyes")
+    blocked = uncertain_since(audit, ep)
+    if blocked is not None:
+        why = (f"{ep} is blocked since the uncertain push at {blocked}: run `twinopt push --reconcile --endpoint "
+               f"{ep}` first")
+        if not dry_run:
+            audit.append(user, "push", "refused", recommendation=rec_key, endpoint=ep, detail=why)
+        return f"refused: {why}", why
+    if already_pushed(audit, ep, rec_key):
+        if not dry_run:
+            audit.append(user, "push", "already pushed", recommendation=rec_key, endpoint=ep,
+                         detail="verified before: nothing written")
+        return "already pushed", "verified before: nothing written"
+    return None
 
 
 def uncertain_since(audit: AuditLog, endpoint: str) -> str | None:

@@ -2,12 +2,12 @@
 the look of tables and messages."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from dash import html
 
 from studio.api.client import ApiError, Client
+from studio.output import fmt  # noqa: F401  # the pages format numbers as the CLI's tables do
 
 #: the studio's API base URL, set by :func:`studio.web.app.create_app`
 API = {"url": "http://127.0.0.1:8000"}
@@ -35,15 +35,6 @@ def api_error(err: ApiError) -> str:
             items.append(f"{loc}{line}: {d.get('msg')}")
         return "; ".join(items)
     return f"{detail}" if detail else f"HTTP {err.status}"
-
-
-def fmt(mean: Any, hw: Any = None, digits: int = 4) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "–"
-    text = f"{mean:.{digits}g}"
-    if hw is not None and not (isinstance(hw, float) and math.isnan(hw)):
-        text += f" ± {hw:.2g}"
-    return text
 
 
 def signed(mean: Any, hw: Any = None, digits: int = 3) -> str:
