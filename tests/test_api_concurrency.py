@@ -115,7 +115,7 @@ def test_concurrent_first_requests_list_each_shipped_scenario_once():
     from studio.api import app
     from twins.shipped import scenario_names
 
-    app._SHIPPED.clear()  # as in a server that has not answered yet
+    app._shipped.cache_clear()  # as in a server that has not answered yet
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: app.shipped(), range(8)))
     assert sorted(s["name"] for s in app.shipped()) == sorted(scenario_names())

@@ -33,8 +33,8 @@ from schemathesis.config import SchemathesisConfig  # noqa: E402
 
 from studio.api import PREFIX  # noqa: E402
 from studio.api.app import Settings, create_app  # noqa: E402
-from studio.api.auth import PERMISSIONS, ROLES  # noqa: E402
 from studio.api.client import Client  # noqa: E402
+from studio.api.roles import PERMISSIONS, ROLES  # noqa: E402
 
 SMT = (ROOT / "scenarios" / "smt_line.yaml").read_text()
 CAPS = ("--max-replications", "3", "--max-budget", "3", "--max-horizon-h", "72")
