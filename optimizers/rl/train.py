@@ -152,7 +152,8 @@ def train(env_id: str, algo: str = "ppo", timesteps: int = 100_000, n_envs: int 
     model = cls(policy_obj, venv, seed=seed, verbose=0, **kwargs)
     if init_model is not None:
         model.set_parameters(str(init_model), exact_match=True)
-    model.set_logger(configure(str(out), ["csv"]))
+    logger = configure(str(out), ["csv"])
+    model.set_logger(logger)
     Eval: type[EvalCallback] = EvalCallback
     if algo == "maskable_ppo":
         from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
@@ -170,6 +171,7 @@ def train(env_id: str, algo: str = "ppo", timesteps: int = 100_000, n_envs: int 
     model.save(path)
     venv.close()
     eval_env.close()
+    logger.close()  # flushes and closes progress.csv
     config = {
         "command": command or " ".join(sys.argv),
         "call": {"env_id": env_id, "algo": algo, "timesteps": timesteps, "n_envs": n_envs, "seed": seed,
