@@ -15,4 +15,5 @@ def test_notebook_executes(path):
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert any("throughput" in o.get("text", "") for o in outputs)
+    expect = nb.metadata.get("twinopt", {}).get("expect", "throughput")  # what the notebook must print
+    assert any(expect in o.get("text", "") for o in outputs)
