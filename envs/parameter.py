@@ -13,6 +13,7 @@ from envs.pickling import PicklesByReplay
 from twins.calendar import UNITS_PER_HOUR
 from twins.errors import InputError
 from twins.kpi import LINE_UNITS, line_kpis, station_kpis
+from twins.learned import OutsideSupport
 from twins.loader import load_scenario
 from twins.model import Line
 from twins.spec import Scenario
@@ -193,8 +194,14 @@ class ParameterEnv(PicklesByReplay, gym.Env):
         applied = np.clip(applied, self.low, self.high)
         clipped = {f"{s}.{p.name}": {"requested": float(r), "applied": float(v)}
                    for (s, p), r, v in zip(self.params, requested, applied, strict=True) if abs(r - v) > 1e-9}
+        try:
+            self._apply(applied)
+        except OutsideSupport as err:  # a learned process model refuses them: infeasible, nothing changes
+            refused = str(err)
+            applied = self.current
+        else:
+            refused = None
         self.current = applied
-        self._apply(applied)
         s_prev = self.s_last
         self.line.run(self.line.env.now + self.interval)
         self.s_last = self.line.snapshot()
@@ -204,7 +211,7 @@ class ParameterEnv(PicklesByReplay, gym.Env):
         self.steps += 1
         truncated = self.steps >= self.episode_steps
         self.history.append({"t": self.line.env.now, "setpoints": applied.copy(), "kpis": kpis, "reward": reward})
-        info = {"setpoints": self._named(applied), "clipped": clipped, self.objective: value,
+        info = {"setpoints": self._named(applied), "clipped": clipped, "refused": refused, self.objective: value,
                 "throughput": kpis["throughput"], "scrap_rate": kpis["scrap_rate"],
                 "energy_cost": kpis["energy_cost"]}
         return self._observe(kpis, stations), float(reward), False, truncated, info

@@ -128,9 +128,15 @@ class Evaluator:
         return res
 
     def __call__(self, setpoints: Mapping[str, Mapping[str, float]]) -> np.ndarray:
-        """The objective KPI per replication (search seed and replication count)."""
+        """The objective KPI per replication (search seed and replication count); NaN (infeasible)
+        where a learned process model refuses the setpoints (outside its recipe data)."""
+        from twins.learned import OutsideSupport
+
         self.evaluations += 1
-        return self.results(setpoints).values(self.objective)
+        try:
+            return self.results(setpoints).values(self.objective)
+        except OutsideSupport:
+            return np.full(self.replications, np.nan)
 
     def close(self) -> None:
         if self.pool is not None:

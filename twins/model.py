@@ -27,7 +27,7 @@ from twins.distributions import BLOCK
 from twins.energy import STATES
 from twins.errors import InputError
 from twins.machine import FailureMode, Machine, Part, Process, SetupSamplers, Start, StateSpan
-from twins.response import check_setpoints
+from twins.response import check_setpoints, evaluate_responses
 from twins.spec import ArrivalSource, OrderSource, Scenario
 from twins.state import PlantState, check_state, place
 from twins.station import StationRT
@@ -474,6 +474,9 @@ class Line:
         """Change setpoints of ``station``; values must lie within the parameters' bounds."""
         st = self.station(station)
         values = check_setpoints(station, st.spec.parameters, values)
+        # the responses first: a learned model may refuse the setpoints (OutsideSupport), which
+        # then leaves the station as it was
+        evaluate_responses(st.responses, {**st.params, **values})
         for m in st.machines:  # energy so far at the old busy power
             m.flush(self.price, self.uph)
         st.params.update(values)

@@ -18,7 +18,7 @@ import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -101,6 +101,27 @@ def check_setpoints(station: str, parameters: Sequence[Parameter], values: Mappi
     return out
 
 
+def load_rows(v: str | list[dict[str, float]], info: ValidationInfo) -> list[dict[str, float]]:
+    """Recipe data: inline rows, or a CSV file next to the scenario (numbers only)."""
+    if isinstance(v, list):
+        return v
+    if not (info.context or {}).get("allow_files", True):
+        raise ValueError("recipe data must be inline rows here: a scenario uploaded to a server cannot read "
+                         "files")
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = (base / v) if not Path(v).is_absolute() else Path(v)
+    try:
+        with open(path, newline="") as fh:
+            rows = [{k.strip(): float(x) for k, x in r.items()} for r in csv.DictReader(fh)]
+    except OSError as err:
+        raise ValueError(f"cannot read recipe data {str(path)!r} ({err.strerror})") from None
+    except (ValueError, TypeError):
+        raise ValueError(f"recipe data {str(path)!r} must hold numbers only") from None
+    if not rows:
+        raise ValueError(f"recipe data {str(path)!r} has no rows")
+    return rows
+
+
 class FittedResponse(SpecModel):
     """A response surface fitted by least squares to recipe data."""
 
@@ -114,23 +135,7 @@ class FittedResponse(SpecModel):
     @field_validator("data")
     @classmethod
     def _load(cls, v: str | list[dict[str, float]], info: ValidationInfo) -> list[dict[str, float]]:
-        if isinstance(v, list):
-            return v
-        if not (info.context or {}).get("allow_files", True):
-            raise ValueError("recipe data must be inline rows here: a scenario uploaded to a server cannot read "
-                             "files")
-        base = Path((info.context or {}).get("base_dir", "."))
-        path = (base / v) if not Path(v).is_absolute() else Path(v)
-        try:
-            with open(path, newline="") as fh:
-                rows = [{k.strip(): float(x) for k, x in r.items()} for r in csv.DictReader(fh)]
-        except OSError as err:
-            raise ValueError(f"cannot read recipe data {str(path)!r} ({err.strerror})") from None
-        except (ValueError, TypeError):
-            raise ValueError(f"recipe data {str(path)!r} must hold numbers only") from None
-        if not rows:
-            raise ValueError(f"recipe data {str(path)!r} has no rows")
-        return rows
+        return load_rows(v, info)
 
     def bind(self, names: tuple[str, ...]) -> None:
         """Fit the surface over the parameters ``names`` (called once the station is known)."""
@@ -174,11 +179,47 @@ class Response(SpecModel):
                                                    description="multiplier on process times (1 = nominal)")
     yield_: ResponseSpec | None = Field(default=None, alias="yield", description="fraction of good parts, 0..1")
     power_kw: ResponseSpec | None = Field(default=None, description="busy power draw in kW")
+    model: Literal["gp", "gbm", "mlp_ensemble"] | None = Field(
+        default=None, description="a process model learned from recipe data (twins/learned.py, extra [models])")
+    data: str | list[dict[str, float]] | None = Field(
+        default=None, description="with model: the recipe data, a CSV file (relative to the scenario) or inline rows")
+    inputs: list[str] | None = Field(default=None, description="with model: the parameters it reads; default all")
+    outputs: dict[Literal["cycle_time_factor", "yield", "power_kw"], str] | None = Field(
+        default=None, description="with model: response name → the data column it learns")
+    max_distance: float = Field(default=0.15, gt=0, description="with model: setpoints farther than this from the "
+                                                                "nearest recipe (inputs scaled to the data's "
+                                                                "range) are refused")
+    max_std: dict[Literal["cycle_time_factor", "yield", "power_kw"], float] = Field(
+        default_factory=dict, description="with model: refuse setpoints where an output's sd exceeds this")
+    seed: int = Field(default=0, ge=0, description="with model: seed of the fit")
+    _learned: Any = PrivateAttr(default=None)
+
+    @field_validator("data")
+    @classmethod
+    def _load(cls, v: str | list[dict[str, float]] | None, info: ValidationInfo) -> list[dict[str, float]] | None:
+        return None if v is None else load_rows(v, info)
+
+    @model_validator(mode="after")
+    def _model_fields(self) -> Self:
+        extras = ("data", "inputs", "outputs")
+        if self.model is None:
+            given = [f for f in extras if getattr(self, f) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} belong to a learned model: give `model` too")
+            return self
+        if self.data is None or not self.outputs:
+            raise ValueError(f"a {self.model} model needs `data` and `outputs`")
+        both = [k for k in self.outputs if getattr(self, "yield_" if k == "yield" else k) is not None]
+        if both:
+            raise ValueError(f"{', '.join(both)}: given both as an expression and as a model output")
+        return self
 
     def compile(self, names: tuple[str, ...]) -> dict[str, ResponseFunction]:
         """Callables per response name; a bad one raises :class:`SpecError` with the path
         ``(response name,)``."""
         out: dict[str, ResponseFunction] = {}
+        if self.model is not None:
+            out.update(self._compile_model(names))
         for key, spec in (("cycle_time_factor", self.cycle_time_factor), ("yield", self.yield_),
                           ("power_kw", self.power_kw)):
             if spec is None:
@@ -192,6 +233,28 @@ class Response(SpecModel):
             except InputError as err:  # ExpressionError included
                 raise SpecError((key,), err.message) from None
         return out
+
+    def _compile_model(self, names: tuple[str, ...]) -> dict[str, ResponseFunction]:
+        """The learned model's outputs, fitted once (a Response is shared by the lines built from it)."""
+        from twins.extras import requires
+        from twins.learned import LearnedModel, LearnedOutput
+
+        inputs = tuple(self.inputs) if self.inputs else names
+        unknown = [n for n in inputs if n not in names]
+        if unknown:
+            raise SpecError(("inputs",), f"unknown parameter(s) {', '.join(unknown)} (parameters: {', '.join(names)})")
+        if self._learned is None or self._learned.inputs != inputs:
+            assert self.model is not None and isinstance(self.data, list) and self.outputs  # _load read the rows
+            try:
+                with requires("models", f"a {self.model} process model"):
+                    self._learned = LearnedModel(self.model, self.data, inputs,
+                                                 {str(k): v for k, v in self.outputs.items()}, self.max_distance,
+                                                 {str(k): v for k, v in self.max_std.items()}, self.seed)
+            except InputError as err:
+                if type(err).__name__ == "MissingDependency":
+                    raise
+                raise SpecError(("data",), err.message) from None
+        return {key: LearnedOutput(self._learned, key) for key in self.outputs or {}}
 
 
 #: Valid range of each response: (low, high, inclusive-low)
@@ -220,7 +283,8 @@ def check_response_ranges(responses: Mapping[str, ResponseFunction], params: Seq
     points = [{p.name: p.default for p in params}, {p.name: p.setpoint for p in params}, *corners]
     for key, fn in responses.items():
         lo, hi, incl = RESPONSE_RANGES[key]
-        for pt in points:
+        # a learned model answers only within its data (the corners are refused, not extrapolated)
+        for pt in (points[:2] if getattr(fn, "learned", False) else points):
             v = float(fn(pt))
             bad = not np.isfinite(v) or v > hi + 1e-9 or (v < lo - 1e-9 if incl else v <= lo)
             if bad:
