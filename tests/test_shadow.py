@@ -80,7 +80,7 @@ def test_a_slowed_station_raises_the_alarm_and_is_named(line_file, tmp_path):
     doc = json.loads((tmp_path / "drift.json").read_text())
     assert doc["alarm"] is not None, got.stdout
     assert doc["alarm"]["station"] == "weld"
-    assert doc["alarm"]["window"] <= 5  # measured: the 2nd or 3rd window
+    assert doc["alarm"]["window"] <= 6  # measured over 8 plant seeds: the 3rd or 4th window
     assert "DRIFT:" in got.stdout and "twinopt calibrate" in got.stdout
     last = doc["windows"][-1]
     assert last["line"]["good"]["observed"] < last["line"]["good"]["mean"]
@@ -124,10 +124,10 @@ def test_the_cusum_is_quiet_on_noise_and_alarms_on_a_sustained_shift():
     rng = np.random.default_rng(5)
     quiet = Cusum()
     alarms = sum(bool(quiet.update({"x": float(z)})) for z in rng.standard_normal(2000))
-    assert alarms < 2000 / 200  # one-sided, k = 0.5, h = 5: an average run length of ~930 windows
+    assert alarms == 0  # one-sided, k = 0.5, h = 8: a false alarm every ~19 500 windows on average
     shifted = Cusum()
     delay = next(i for i, z in enumerate(rng.standard_normal(50) + 3.0, 1) if shifted.update({"x": float(z)}))
-    assert delay <= 4
+    assert delay <= 6  # ~3.8 on average
 
 
 def test_a_residual_is_scored_against_the_t_prediction_interval():

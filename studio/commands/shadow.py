@@ -4,7 +4,7 @@ Every window of --window simulated hours (the plant's line.sim_time) the shadow 
 counters (good, scrap, energy, operations per station) and samples its station states, then
 predicts the same window with the twin: --replications replications from the plant state at the
 window's start, at the plant's setpoints (active.*). Each statistic's residual against the twin's
-95 % prediction interval (Student t) feeds a one-sided CUSUM (k = 0.5, h = 5 standard deviations);
+95 % prediction interval (Student t) feeds a one-sided CUSUM (k = 0.5, h = 8 standard deviations);
 when one crosses h the shadow prints a drift alarm naming the station most likely at fault (the
 one busier than the twin predicts) and suggests recalibrating the scenario (twinopt calibrate).
 docs/drift.md has the statistics.

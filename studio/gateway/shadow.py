@@ -12,7 +12,7 @@ statistic the residual of the observation against the replications is
 (the 95 % prediction interval is mean ± t.ppf(0.975, n - 1) · sd · sqrt(1 + 1/n)), mapped to a
 standard normal score z = Φ⁻¹(F_t(t)) so that one CUSUM fits every statistic. A one-sided CUSUM
 per statistic, in the direction that means trouble (fewer good parts, more scrap, more energy, a
-station busier than predicted), S = max(0, S + z - k), alarms when S > h (:data:`K`, :data:`H`).
+station busier than predicted), S = max(0, S + z - k), alarms when S > h (:data:`K` = 0.5, :data:`H` = 8).
 The station named is the one whose busy-share CUSUM is highest (a slowed station works longer for
 the same parts; its neighbours, blocked or starved, are less busy). docs/drift.md has the details.
 """
@@ -36,10 +36,12 @@ from twins.model import Line
 from twins.spec import Scenario
 from twins.state import PlantState
 
-#: CUSUM reference value and decision interval, in standard deviations of a window's residual:
-#: with k = 0.5 and h = 5 a one-sided CUSUM of N(0, 1) scores alarms falsely every ~930 windows
-#: on average and detects a sustained shift of 1 sd in ~10 windows, of 3 sd in ~2
-K, H = 0.5, 5.0
+#: CUSUM reference value and decision interval, in standard deviations of a window's residual.
+#: One one-sided CUSUM of N(0, 1) scores with k = 0.5 alarms falsely every ~980 windows on average
+#: with h = 5, every ~19 500 with h = 8 (Monte Carlo); a shadow runs 3 + one per station CUSUMs at
+#: once, so h = 8: with 6 of them, a false alarm within 10 windows has probability ~0.04 % (h = 5:
+#: ~2.7 %), and a sustained shift of 3 sd still alarms in ~4 windows (1 sd: ~16, 2 sd: ~6)
+K, H = 0.5, 8.0
 #: line statistics and the direction that means trouble (+1: above the twin, -1: below)
 LINE_STATS = {"good": -1, "scrap": +1, "energy_kwh": +1}
 #: the largest |z| a single window contributes (a residual against replications that never vary)
