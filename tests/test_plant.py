@@ -22,8 +22,10 @@ pytest.importorskip("asyncua")
 from asyncua import Client, ua  # noqa: E402
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256  # noqa: E402
 
+from studio.gateway.faults import Faults  # noqa: E402
 from studio.gateway.plant import PlantSecurity, PlantTag, VirtualPlant, plant_signals, plant_tags  # noqa: E402
 from studio.gateway.security import ensure_certificate  # noqa: E402
+from twins.energy import STATES  # noqa: E402
 from twins.loader import load_scenario, scenario_from_data  # noqa: E402
 
 READY = re.compile(r"^twinopt plant: serving \S+ at (opc\.tcp://127\.0\.0\.1:\d+/twinopt/) ")
@@ -323,6 +325,8 @@ def test_a_secure_plant_refuses_anonymous_and_wrong_passwords(tmp_path):
     (["glue_dispensing", "--insecure", "--faults", "{tmp}/faults.yaml"], "stale_readback_s"),
     (["glue_dispensing", "--insecure", "--faults", "{tmp}/unknown.yaml"], "reject_writes: unknown tag"),
     (["glue_dispensing", "--insecure", "--faults", "{tmp}/signal.yaml"], "not a signal"),
+    (["glue_dispensing", "--insecure", "--faults", "{tmp}/slow.yaml"], "slow: unknown station"),
+    (["glue_dispensing", "--insecure", "--faults", "{tmp}/slow0.yaml"], "must be a positive number"),
     (["glue_dispensing", "--users", "{tmp}/plain.txt"], "plaintext passwords are refused"),
     (["no_such_scenario", "--insecure"], "no shipped scenario"),
     (["--add-user", "bob"], "--users"),
@@ -332,10 +336,32 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     (tmp_path / "unknown.yaml").write_text("reject_writes: [dispenser.no_such]\n")
     (tmp_path / "plain.txt").write_text("alice: secret\n")
     (tmp_path / "signal.yaml").write_text("signals: {dispenser.no_such: true}\n")
+    (tmp_path / "slow.yaml").write_text("slow: {no_such: 2}\n")
+    (tmp_path / "slow0.yaml").write_text("slow: {dispenser: 0}\n")
     proc = run_cli("plant", *[a.format(tmp=tmp_path) for a in args])
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert message in proc.stderr
+
+
+def test_the_slow_fault_stretches_one_stations_process_times_and_not_the_twins_plan():
+    """``slow: {dispenser: 1.2}``: the dispenser (the bottleneck, 25 s) works 1.2 times longer per
+    part, the loader does not, and the planned (ideal) time stays the twin's: performance drops."""
+    scenario = load_scenario("glue_dispensing")
+    healthy = VirtualPlant(scenario, security=PlantSecurity.insecure())
+    slowed = VirtualPlant(scenario, security=PlantSecurity.insecure(), faults=Faults(slow={"dispenser": 1.2}))
+    busy = STATES.index("busy")
+    per_op = {}
+    for name, p in (("healthy", healthy), ("slowed", slowed)):
+        p.line.run(7200.0)
+        snap = p.line.snapshot()
+        per_op[name] = {st.name: s["time"][busy] / s["ops"] for st, s in zip(p.line.stations, snap["stations"],
+                                                                               strict=True)}
+        per_op[name]["ideal"] = snap["stations"][1]["ideal"] / snap["stations"][1]["ops"]
+    assert per_op["slowed"]["dispenser"] / per_op["healthy"]["dispenser"] == pytest.approx(1.2, rel=0.02)
+    assert per_op["slowed"]["loader"] == pytest.approx(per_op["healthy"]["loader"], rel=0.02)
+    assert per_op["slowed"]["ideal"] == pytest.approx(per_op["healthy"]["ideal"], rel=0.02)
+    assert slowed.line.good < healthy.line.good * 0.9
 
 
 def test_tags_typed_float_int32_and_boolean_are_enforced_by_type_and_limits(glue_data):

@@ -7,6 +7,7 @@ A YAML or JSON file with any of these keys (docs/plant.md, "Faults")::
     stale_readback_s: 2.0                     # an accepted write takes effect, and reads back, 2 s later
     write_latency_s: 0.5                      # every write to a plant tag answers 0.5 s late
     signals: {dispenser.mode_auto: false}     # force equipment signals (an operator switched to manual)
+    slow: {aoi: 1.5}                          # the station's process times are 1.5 times the twin's (wear)
 """
 from __future__ import annotations
 
@@ -37,11 +38,14 @@ class Faults(SpecModel):
 
     signals: dict[str, bool | float] = Field(default_factory=dict,
                                              description="equipment signals forced to these values")
+    slow: dict[str, float] = Field(default_factory=dict,
+                                   description="station -> factor (> 0) on every process time of its machines, "
+                                               "from the start: a worn or mis-set station the twin does not know of")
 
     @property
     def any(self) -> bool:
         return bool(self.reject_writes or self.drop_after_writes or self.stale_readback_s or self.write_latency_s
-                    or self.signals)
+                    or self.signals or self.slow)
 
 
 def load_faults(path: str | Path) -> Faults:
@@ -61,7 +65,7 @@ def load_faults(path: str | Path) -> Faults:
         data = {}
     if not isinstance(data, dict):
         raise InputError(f"{file}: a faults file is a mapping (reject_writes, drop_after_writes, stale_readback_s, "
-                         f"write_latency_s, signals)")
+                         f"write_latency_s, signals, slow)")
     try:
         return Faults.model_validate(data)
     except ValidationError as err:

@@ -29,7 +29,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from functools import partial
@@ -175,6 +175,11 @@ class PlantSecurity:
         return cls(False, dict(users), Path(cert_dir))
 
 
+def _scaled(draws: Iterator[float], factor: float) -> Iterator[float]:
+    for x in draws:
+        yield x * factor
+
+
 def _nid(sid: str) -> ua.NodeId:
     """The NodeId ``ns=2;s=<sid>``."""
     return ua.NodeId(ua.String(sid), ua.Int16(2))
@@ -268,6 +273,7 @@ class VirtualPlant:
         self.host, self.port, self.watchdog_s, self.tick_s = host, port, float(watchdog_s), tick_s
         self.on_event = on_event or (lambda message: log.warning("%s", message))
         self.line = Line(scenario, seed)
+        self._slow_down()
         for product, quantity in (releases or {}).items():  # e.g. every job of a shop at t = 0
             self.line.release(product, quantity)
         #: while True the simulated clock stands still (``line.hold``; ``hold=True`` starts held)
@@ -348,6 +354,20 @@ class VirtualPlant:
                 ua.NodeId.from_string(sig.node)
             except Exception:  # noqa: BLE001 - asyncua raises several types for a malformed NodeId
                 raise InputError(f"signal {sig.name}: node {sig.node!r} is not a NodeId") from None
+
+    def _slow_down(self) -> None:
+        """The ``slow`` fault: every process time a slowed station's machines draw is multiplied by
+        the factor (the draws themselves, and so the random streams, stay the twin's); the planned
+        (ideal) time stays the twin's, so the station's performance drops as a worn one's would."""
+        stations = {st.name: st for st in self.line.stations}
+        for name, factor in self.faults.slow.items():
+            st = stations.get(name)
+            if st is None:
+                raise InputError(f"faults: slow: unknown station {name!r} (stations: {', '.join(stations)})")
+            if not (math.isfinite(factor) and factor > 0):
+                raise InputError(f"faults: slow: {name}: the factor must be a positive number, got {factor}")
+            for m in st.machines:  # in place: a machine's process binds this list when it starts
+                m.proc_samplers[:] = [None if s is None else _scaled(s, factor) for s in m.proc_samplers]
 
     def signal_value(self, signal: PlantSignal) -> Any:
         """A signal's value now: forced by the faults file, else ``<station>.alarm`` is true while a

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from studio.gateway.push import LINK_ERRORS, Link, PushSecurity, Timing, connect, normalize_endpoint
@@ -37,6 +38,8 @@ class PlantSnapshot:
     state: PlantState
     sim_time: float
     wip: int
+    #: the values of the ``extra`` nodes :func:`read_snapshot` was asked for, read in the same request
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def _connect(endpoint: str, security: PushSecurity, nodes: dict[str, str], timeout: float) -> Link:
@@ -70,9 +73,10 @@ def _nodes(scenario: Scenario) -> dict[str, str]:
 
 
 async def read_snapshot(endpoint: str, *, scenario: Scenario, security: PushSecurity,
-                        timeout: float = 5.0) -> PlantSnapshot:
-    """:func:`snapshot` with the plant's ``line.sim_time`` and ``line.wip`` of the same instant."""
-    nodes = _nodes(scenario)
+                        timeout: float = 5.0, extra: Sequence[str] = ()) -> PlantSnapshot:
+    """:func:`snapshot` with the plant's ``line.sim_time`` and ``line.wip`` of the same instant, and
+    the values of the ``extra`` nodes ``ns=2;s=<name>`` (counters, say) read in the same request."""
+    nodes = {**_nodes(scenario), **{n: f"ns=2;s={n}" for n in extra}}
     link = await _connect(endpoint, security, nodes, timeout)
     try:
         names = list(nodes)
@@ -85,7 +89,7 @@ async def read_snapshot(endpoint: str, *, scenario: Scenario, security: PushSecu
             values = {n: (dv.Value.Value if dv.StatusCode.is_good() and dv.Value is not None else None)
                       for n, dv in zip(names, dvs, strict=True)}
             if values["line.state_time"] == values["line.sim_time"] and values["line.sim_time"] is not None:
-                return _build(values, scenario, endpoint)
+                return replace(_build(values, scenario, endpoint), extra={n: values[n] for n in extra})
             await asyncio.sleep(0.01)
         raise InputError(f"{endpoint}: the plant's state nodes never matched line.sim_time in {_ATTEMPTS} reads "
                          "(does it publish line.state_time?)")
