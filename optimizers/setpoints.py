@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,13 +47,30 @@ class Dimension:
 Setpoints = dict[str, dict[str, float]]  # station -> parameter -> value
 
 
+def _searchable(st: Any, p: Any) -> tuple[float, float]:
+    """A parameter's bounds, narrowed to the recipe data's range where a learned process model reads
+    it (beyond, it refuses every setpoint: searching there wastes trials)."""
+    lo, hi = float(p.min), float(p.max)
+    response = st.response
+    if response is None or response.model is None:
+        return lo, hi
+    st.response.compile(tuple(q.name for q in st.parameters))  # fits the model (once per process)
+    model = response._learned
+    if p.name not in model.inputs:
+        return lo, hi
+    i = model.inputs.index(p.name)
+    margin = model.max_distance * float(model.span[i])
+    d_lo, d_hi = float(model.lo[i]) - margin, float(model.lo[i] + model.span[i]) + margin
+    return max(lo, d_lo), min(hi, d_hi)
+
+
 def search_space(scenario: Scenario, params: Sequence[str] | None = None) -> list[Dimension]:
     """The parameters to search: all stations' parameters, or the named ``station.parameter`` ones.
 
     Raises:
         InputError: a name that is not ``station.parameter`` of this scenario, or nothing to search.
     """
-    every = [Dimension(st.name, p.name, float(p.min), float(p.max), p.unit, float(p.setpoint))
+    every = [Dimension(st.name, p.name, *_searchable(st, p), p.unit, float(p.setpoint))
              for st in scenario.stations for p in st.parameters]
     if not params:
         if not every:

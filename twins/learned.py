@@ -141,7 +141,8 @@ class LearnedModel:
 
 
 class LearnedOutput:
-    """One output of a :class:`LearnedModel` as a response function (its mean); ``learned`` marks it."""
+    """One output of a :class:`LearnedModel` as a response function (its mean, within the
+    response's valid range); ``learned`` marks it."""
 
     learned = True
 
@@ -149,4 +150,9 @@ class LearnedOutput:
         self.model, self.name = model, name
 
     def __call__(self, values: Mapping[str, float]) -> float:
-        return self.model.predict(values)[self.name][0]
+        """The mean, clipped into the response's valid range (a yield of 1.0014 is noise in the data,
+        not a model fault)."""
+        from twins.response import RESPONSE_RANGES
+
+        lo, hi, _ = RESPONSE_RANGES[self.name]
+        return float(min(max(self.model.predict(values)[self.name][0], max(lo, 1e-9)), hi))
