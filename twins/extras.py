@@ -24,6 +24,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "api": ("fastapi", "starlette", "uvicorn", "huey", "sqlalchemy", "alembic", "httpx"),
     "postgres": ("psycopg",),
     "studio": ("dash", "flask", "waitress"),
+    "data": ("SALib", "pyarrow"),
 }
 _EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}
 #: twinopt's own packages: a missing one is a broken installation, never a missing extra
