@@ -110,3 +110,23 @@ def test_without_the_data_extra_sensitivity_names_it():
     proc = core_only("sensitivity", "known_optimum", "--n", "8")
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and 'pip install "twinopt[data]"' in proc.stderr
+
+
+def test_a_recommendation_carries_the_slopes_of_its_objective_around_it(cell):
+    import optuna
+
+    from optimizers.recommendation import Recommendation
+    from optimizers.search import parameter_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    result = parameter_search(cell, budget=12, replications=2, final_replications=4, top_k=2, seed=1)
+    rec = Recommendation.from_json(result.recommendation.to_json())
+    local = rec.provenance.extra["sensitivity"]
+    assert local["kpi"] == "margin" and local["seed"] == rec.provenance.extra["final_seed"]
+    assert set(local["parameters"]) == {"cell.speed", "cell.temperature_c", "cell.humidity"}
+    at = {k: v["at"] for k, v in local["parameters"].items()}
+    assert at == {f"cell.{k}": v for k, v in rec.payload["cell"].items()}
+    assert local["parameters"]["cell.humidity"]["slope"] == 0.0
+    assert local["replications_simulated"] == (2 * 3 + 1) * 2
+    assert "sensitivity" not in parameter_search(cell, budget=2, replications=2, final_replications=2, top_k=1,
+                                                 sensitivity_step=None).recommendation.provenance.extra
