@@ -25,6 +25,8 @@ from scipy.stats import qmc
 from optimizers.grid import grid_axes
 from optimizers.setpoints import Dimension, Setpoints, with_setpoints
 from twins.errors import InputError, check_replications, check_seed
+from twins.kpi import line_kpis
+from twins.model import Line, PartSpan
 from twins.progress import bar as progress_bar
 from twins.spec import Scenario
 from twins.stats import run_replication
@@ -81,24 +83,37 @@ class Evaluated:
     seed: int
     simulated: int  # replications simulated (the cost in twin evaluations)
     seconds: float
+    #: with ``parts=True``: ``parts[i][r]`` — (product, entry, exit, "good" | "scrap") of every unit
+    #: that left the line in the observed window (after warm-up) of replication r at point i
+    parts: list[list[list[PartSpan]]] | None = None
 
     def mean(self, kpi: str) -> np.ndarray:
         """The KPI's mean over replications at every point (NaN if any replication is undefined)."""
         return self.kpis[kpi].mean(axis=1)
 
 
-def _simulate(job: tuple[Scenario, int, int, int]) -> tuple[int, int, dict[str, float]]:
-    scenario, i, seed, r = job
-    return i, r, run_replication(scenario, seed, r).kpis
+def _simulate(job: tuple[Scenario, int, int, int, bool]) -> tuple[int, int, dict[str, float], list[PartSpan]]:
+    scenario, i, seed, r, parts = job
+    if not parts:
+        return i, r, run_replication(scenario, seed, r).kpis, []
+    # run_replication's two windows, with the part trace kept (it is not part of a Replication)
+    line = Line(scenario, seed, r, trace=True)
+    line.run(scenario.horizon.warmup)
+    s0 = line.snapshot()
+    line.run(scenario.horizon.length)
+    s1 = line.snapshot()
+    warmup = scenario.horizon.warmup
+    return i, r, line_kpis(line, s0, s1), [p for p in line.part_trace or () if p[2] > warmup]
 
 
 def evaluate_points(scenario: Scenario, space: Sequence[Dimension], points: np.ndarray, replications: int = 1,
                     seed: int = 0, *, workers: int = 1, executor: Executor | None = None,
-                    progress: bool | str = False) -> Evaluated:
+                    progress: bool | str = False, parts: bool = False) -> Evaluated:
     """Simulate every point × replication with common random numbers; see the module docstring.
 
     ``executor`` may be any :class:`concurrent.futures.Executor`; otherwise ``workers`` processes
-    (1 = in this process). Same seed ⇒ identical numbers whatever the executor.
+    (1 = in this process). Same seed ⇒ identical numbers whatever the executor. ``parts`` keeps
+    every unit that left the line (:attr:`Evaluated.parts`; the twin then records its trace).
     """
     import time
 
@@ -106,16 +121,17 @@ def evaluate_points(scenario: Scenario, space: Sequence[Dimension], points: np.n
     check_seed(seed)
     points = np.asarray(points, float)
     scenarios = [with_setpoints(scenario, setpoints_at(space, x)) for x in points]  # bounds checked once, here
-    jobs = [(sc, i, seed, r) for i, sc in enumerate(scenarios) for r in range(replications)]
+    jobs = [(sc, i, seed, r, parts) for i, sc in enumerate(scenarios) for r in range(replications)]
     rows: dict[tuple[int, int], dict[str, float]] = {}
+    units: dict[tuple[int, int], list[PartSpan]] = {}
     desc = progress if isinstance(progress, str) else f"{scenario.name}: {len(points)} points × {replications}"
     bar = progress_bar(total=len(jobs), desc=desc, unit="rep", disable=None if progress else True, leave=False)
     started = time.perf_counter()
     try:
         if executor is None and workers <= 1:
             for job in jobs:
-                i, r, k = _simulate(job)
-                rows[i, r] = k
+                i, r, k, u = _simulate(job)
+                rows[i, r], units[i, r] = k, u
                 bar.update()
         else:
             own = executor is None
@@ -123,8 +139,8 @@ def evaluate_points(scenario: Scenario, space: Sequence[Dimension], points: np.n
             try:
                 # chunks keep the per-task overhead small next to a few-millisecond replication
                 chunk = max(1, min(64, math.ceil(len(jobs) / (8 * max(workers, 1)))))
-                for i, r, k in pool.map(_simulate, jobs, chunksize=chunk):
-                    rows[i, r] = k
+                for i, r, k, u in pool.map(_simulate, jobs, chunksize=chunk):
+                    rows[i, r], units[i, r] = k, u
                     bar.update()
             finally:
                 if own:
@@ -135,4 +151,5 @@ def evaluate_points(scenario: Scenario, space: Sequence[Dimension], points: np.n
     kpis = {name: np.array([[rows[i, r].get(name, math.nan) for r in range(replications)]
                             for i in range(len(points))], float).reshape(len(points), replications)
             for name in names}
-    return Evaluated(points, kpis, replications, seed, len(jobs), time.perf_counter() - started)
+    spans = [[units[i, r] for r in range(replications)] for i in range(len(points))] if parts else None
+    return Evaluated(points, kpis, replications, seed, len(jobs), time.perf_counter() - started, spans)

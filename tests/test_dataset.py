@@ -106,3 +106,24 @@ def test_cli_writes_parquet_and_refuses_unknown_formats(tmp_path):
     assert read_metadata(out)["points"] == 9
     bad = run_cli("dataset", "known_optimum", "--out", str(tmp_path / "x.xlsx"))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_per_part_rows_match_the_line_kpis(glue, tmp_path):
+    """Every unit that left the line after warm-up is one row; the good ones add up to the KPI."""
+    ds = make_dataset(glue, design="lhs", n=3, replications=2, seed=1, per_part=True)
+    kpis = make_dataset(glue, design="lhs", n=3, replications=2, seed=1)
+    point, rep, outcome = ds.columns["point"], ds.columns["replication"], ds.columns["outcome"]
+    assert set(outcome) <= {"good", "scrap"} and ds.metadata["per_part"]
+    for i in range(3):
+        for r in range(2):
+            mine = (point == i) & (rep == r)
+            k = 2 * i + r
+            assert (outcome[mine] == "good").sum() == kpis.columns["good_units"][k]
+            assert (outcome[mine] == "scrap").sum() == kpis.columns["scrapped_units"][k]
+            assert (ds.columns["dispenser.speed_mm_s"][mine] == kpis.columns["dispenser.speed_mm_s"][k]).all()
+    assert (ds.columns["exit_time"] > glue.horizon.warmup).all()
+    assert np.allclose(ds.columns["lead_time"], ds.columns["exit_time"] - ds.columns["entry_time"])
+    write_parquet(ds, tmp_path / "p.parquet")
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.column("outcome").to_pylist() == list(outcome)
+    assert read_metadata(tmp_path / "p.parquet")["rows"] == ds.rows

@@ -1,6 +1,7 @@
 """Synthetic training data: simulate a design over the process parameters, write Parquet or CSV.
 
-One row per design point × replication: the parameters in force and every line KPI. The design
+One row per design point × replication: the parameters in force and every line KPI (--per-part:
+one row per part instead, for supervised learning of its quality outcome). The design
 (--design lhs|sobol|grid, scipy.stats.qmc) stays within the parameters' bounds; every point runs
 under the same master seed (common random numbers). The seed, the design and the scenario's
 fingerprint are stored in the file's metadata (Parquet schema key "twinopt"; for CSV in
@@ -27,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replications per design point, same seeds at every point (default 1)")
     p.add_argument("--params", default=None, metavar="ST.P1,ST.P2",
                    help="comma-separated station.parameter names to vary (default: all parameters)")
+    p.add_argument("--per-part", action="store_true",
+                   help="one row per part that left the line after warm-up: parameters in force, product, "
+                        "entry/exit/lead time, outcome (good|scrap), the replication's energy per good unit")
     p.add_argument("--seed", type=int, default=0, help="seed of the design and master seed of the twin (default 0)")
     p.add_argument("--out", required=True, metavar="OUT", help="output file: .parquet (needs the data extra) or .csv")
     p.add_argument("--workers", type=int, default=1, metavar="K",
@@ -59,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
     params = [p for p in args.params.split(",") if p.strip()] if args.params else None
     ds = make_dataset(scenario, design=args.design, n=args.n, replications=args.replications, seed=args.seed,
-                      params=params, workers=args.workers, progress=not args.quiet)
+                      params=params, workers=args.workers, progress=not args.quiet, per_part=args.per_part)
     if suffix == ".parquet":
         write_parquet(ds, args.out)
         where = args.out
@@ -67,7 +71,8 @@ def main(args: argparse.Namespace) -> int:
         where = f"{args.out} (metadata: {write_csv(ds, args.out)})"
     if not args.quiet:
         m = ds.metadata
-        print(f"{m['scenario']}: {m['design']} design, {m['points']} points × {m['replications']} replications "
-              f"= {ds.rows} rows, {len(ds.columns)} columns, seed {m['seed']}")
+        print(f"{m['scenario']}: {m['design']} design, {m['points']} points × {m['replications']} replications, "
+              f"{ds.rows} rows{' (one per part)' if args.per_part else ''}, {len(ds.columns)} columns, "
+              f"seed {m['seed']}")
         print(f"wrote {where}")
     return 0
