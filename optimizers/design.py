@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import qmc
 
-from optimizers.grid import grid_axes
+from optimizers.grid import MAX_POINTS, grid_axes
 from optimizers.setpoints import Dimension, Setpoints, with_setpoints
 from twins.errors import InputError, check_replications, check_seed
 from twins.kpi import line_kpis
@@ -49,6 +49,8 @@ def design_points(space: Sequence[Dimension], design: str, n: int, seed: int = 0
     d = len(space)
     if design == "grid":
         k = max(1, round(n ** (1 / d)))
+        if k**d > MAX_POINTS:
+            raise InputError(f"grid of {k}^{d} = {k**d} points is too large (max {MAX_POINTS})")
         axes = grid_axes(space, k)
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.ravel() for m in mesh], axis=1)
