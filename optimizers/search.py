@@ -41,6 +41,7 @@ import numpy as np
 import optuna
 
 from optimizers.recommendation import Provenance, Recommendation
+from optimizers.sensitivity import local_sensitivity
 from optimizers.setpoints import (
     MAX_SEED,
     Dimension,
@@ -144,7 +145,7 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
                      direction: Direction = "maximize", params: Sequence[str] | None = None,
                      replications: int = 5, seed: int = 0, top_k: int = 5, final_replications: int = 20,
                      workers: int = 1, progress: bool = False, sim_seed: int | None = None,
-                     warm_start: bool = True) -> SearchResult:
+                     warm_start: bool = True, sensitivity_step: float | None = 0.05) -> SearchResult:
     """Search the scenario's process parameters for the best ``objective``; see the module docstring.
 
     Args:
@@ -166,6 +167,10 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
         warm_start: trial 0 evaluates the as-is setpoints (one trial of the budget). On a narrow
             good region — the glue cell's bead ridge — it gives the samplers a foothold there, and
             the best trial is never worse than what runs today.
+        sensitivity_step: the recommendation's ``provenance.extra["sensitivity"]`` holds the
+            objective's slopes around the recommended point, each parameter moved ± this fraction
+            of its range (:func:`optimizers.sensitivity.local_sensitivity`, ``replications`` fresh
+            replications under the final seed, (2d + 1) × ``replications`` runs); None skips it.
     """
     sim_seed = seed if sim_seed is None else sim_seed
     if budget < 1:
@@ -174,6 +179,8 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
         raise InputError(f"direction must be maximize or minimize, got {direction!r}")
     if top_k < 1:
         raise InputError(f"top_k must be ≥ 1, got {top_k}")
+    if sensitivity_step is not None and not 0 < sensitivity_step <= 0.5:
+        raise InputError(f"sensitivity step must be in (0, 0.5] of a parameter's range, got {sensitivity_step}")
     for s in (seed, sim_seed):
         check_seed(s, MAX_SEED)
     check_replications(final_replications, 2, "final replications")
@@ -218,6 +225,9 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
         finalists, chosen, comparison = _final_choice(evaluate, space, distinct, final_replications,
                                                       sim_seed + 1, sign, progress)
         simulated = evaluate.simulated
+        sensitivity = None if sensitivity_step is None else local_sensitivity(
+            scenario, chosen.setpoints, kpi=objective, params=[d.key for d in space], step=sensitivity_step,
+            replications=replications, seed=sim_seed + 1, executor=evaluate.pool)
     seconds = time.perf_counter() - started
     best = ranked[0]
     provenance = Provenance(
@@ -238,6 +248,8 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
                            "half_width": finite_or_none(f.half_width), "improvement": finite_or_none(f.improvement),
                            "improvement_half_width": finite_or_none(f.improvement_half_width)} for f in finalists],
         })
+    if sensitivity is not None:
+        provenance.extra["sensitivity"] = sensitivity
     rec = Recommendation.from_comparison("setpoints", chosen.setpoints, comparison, provenance, scenario=scenario)
     return SearchResult(rec, study, space, trials, finalists, chosen, objective, direction, seconds,
                         check_objective(scenario, objective))

@@ -35,6 +35,8 @@ COMMANDS = {
     "train": "studio.commands.train",
     "evaluate": "studio.commands.evaluate",
     "optimize": "studio.commands.optimize",
+    "sensitivity": "studio.commands.sensitivity",
+    "dataset": "studio.commands.dataset",
     "recommend": "studio.commands.recommend",
     "audit": "studio.commands.audit",
     "plant": "studio.commands.plant",

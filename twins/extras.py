@@ -25,6 +25,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "postgres": ("psycopg",),
     "studio": ("dash", "flask", "waitress"),
     "models": ("sklearn",),
+    "data": ("SALib", "pyarrow"),
 }
 _EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}
 #: twinopt's own packages: a missing one is a broken installation, never a missing extra

@@ -114,10 +114,14 @@ def print_summary(result) -> None:
     per_trial = prov.budget["replications_per_trial"]
     t = Table(title=f"{rec.scenario}: {prov.method}, {len(result.trials)} trials × {per_trial} replications, "
                     f"seed {prov.seed}, {prov.wall_time_s:.1f} s", title_justify="left")
-    for col in ("parameter", "as-is", "recommended", "unit", "bounds"):
+    local = prov.extra.get("sensitivity", {}).get("parameters", {})
+    slope = f"d {result.objective}/d parameter there (95 % CI)"
+    for col in ("parameter", "as-is", "recommended", "unit", "bounds", *([slope] if local else [])):
         t.add_column(col, justify="left" if col in ("parameter", "unit") else "right")
     for d in result.space:
-        t.add_row(d.key, fmt(d.current), fmt(rec.payload[d.station][d.name]), d.unit, f"[{d.low:g}, {d.high:g}]")
+        s = local.get(d.key)
+        t.add_row(d.key, fmt(d.current), fmt(rec.payload[d.station][d.name]), d.unit, f"[{d.low:g}, {d.high:g}]",
+                  *([fmt(s["slope"], s["slope_half_width"]) if s else "–"] if local else []))
     out.print(t)
     k = Table(title=f"replayed with {prov.replications} fresh replications (95 % CI; difference paired under CRN)",
               title_justify="left")
