@@ -40,6 +40,7 @@ COMMANDS = {
     "plant": "studio.commands.plant",
     "push": "studio.commands.push",
     "snapshot": "studio.commands.snapshot",
+    "calibrate": "studio.commands.calibrate",
     "serve": "studio.commands.serve",
     "keys": "studio.commands.keys",
     "studio": "studio.commands.studio",

@@ -23,11 +23,12 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "gateway": ("asyncua", "cryptography"),
     "api": ("fastapi", "starlette", "uvicorn", "huey", "sqlalchemy", "alembic", "httpx"),
     "postgres": ("psycopg",),
+    "parquet": ("pyarrow",),
     "studio": ("dash", "flask", "waitress"),
 }
 _EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}
 #: twinopt's own packages: a missing one is a broken installation, never a missing extra
-_OWN = ("twins", "envs", "optimizers", "studio", "scenarios")
+_OWN = ("twins", "envs", "optimizers", "data", "studio", "scenarios")
 
 
 @contextmanager

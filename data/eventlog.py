@@ -1,0 +1,122 @@
+"""Reading event logs (CSV, or Parquet with the ``parquet`` extra) into arrays, with one-line errors
+naming the file and the row (docs/calibration.md describes the format; :mod:`twins.eventlog` writes it).
+
+Rows are numbered as a spreadsheet shows them: the header is row 1, the first event row 2.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from twins.errors import InputError
+from twins.eventlog import COLUMNS, EVENTS
+
+#: events that must name a machine; events that must name a part
+NEEDS_MACHINE = frozenset({"start", "end", "fail", "repair", "setup_start", "setup_end"})
+NEEDS_PART = frozenset({"arrive", "start", "end", "scrap", "rework", "leave"})
+
+
+@dataclass
+class EventLog:
+    """An event log as parallel columns; ``row[i]`` is the file row of event ``i``."""
+
+    file: str
+    t: npt.NDArray[np.float64]  # seconds since the first event
+    station: list[str]
+    machine: list[str]
+    part: list[str]
+    product: list[str]
+    event: list[str]
+    row: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.event)
+
+    def where(self, i: int) -> str:
+        return f"{self.file}: row {int(self.row[i])}"
+
+
+def _timestamp(text: str, where: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        try:
+            return datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            raise InputError(f"{where}: timestamp {text!r} is neither seconds nor ISO 8601") from None
+    if not math.isfinite(v):
+        raise InputError(f"{where}: timestamp {text!r} is not finite")
+    return v
+
+
+def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        from twins.extras import requires
+
+        with requires("parquet", "reading Parquet event logs"):
+            import pyarrow.parquet as pq
+        table = pq.read_table(path)
+        cols = [str(c) for c in table.column_names]
+        data = [[("" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))) for v in col]
+                for col in (table.column(c).to_pylist() for c in cols)]
+        return cols, [list(r) for r in zip(*data, strict=True)]
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise InputError(f"{path}: the file is empty")
+        return [h.strip() for h in header], list(reader)
+
+
+def read_event_log(path: str | Path) -> EventLog:
+    """Read and check an event log. Bad input — a missing column, an unknown event, a missing
+    station/machine/part, an unreadable or decreasing timestamp — is an :class:`InputError` naming
+    the row."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        header, rows = _rows(p)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: cannot read the event log: {err}") from None
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: row 1: missing column(s) {', '.join(missing)} (need {', '.join(COLUMNS)})")
+    idx = [header.index(c) for c in COLUMNS]
+    n = len(rows)
+    t = np.empty(n)
+    station, machine, part, product, event = [""] * n, [""] * n, [""] * n, [""] * n, [""] * n
+    known = frozenset(EVENTS)
+    prev = -math.inf
+    file = p.name
+    for i, r in enumerate(rows):
+        if len(r) < len(header):
+            raise InputError(f"{file}: row {i + 2}: {len(r)} fields, the header has {len(header)}")
+        ts, st, m, pa, pr, ev = (r[j].strip() for j in idx)
+        where = f"{file}: row {i + 2}"
+        if ev not in known:
+            raise InputError(f"{where}: unknown event {ev!r} (events: {', '.join(EVENTS)})")
+        v = _timestamp(ts, where)
+        if v < prev:
+            raise InputError(f"{where}: timestamp {ts} is earlier than the row before: rows must be in time order")
+        prev = v
+        if not st and ev != "leave":
+            raise InputError(f"{where}: {ev!r} needs a station")
+        if not m and ev in NEEDS_MACHINE:
+            raise InputError(f"{where}: {ev!r} needs a machine")
+        if not pa and ev in NEEDS_PART:
+            raise InputError(f"{where}: {ev!r} needs a part")
+        if not pr and ev in ("arrive", "start", "setup_start"):
+            raise InputError(f"{where}: {ev!r} needs a product")
+        t[i] = v
+        station[i], machine[i], part[i], product[i], event[i] = st, m, pa, pr, ev
+    if n == 0:
+        raise InputError(f"{file}: no events")
+    t -= t[0]
+    return EventLog(file, t, station, machine, part, product, event, np.arange(2, n + 2, dtype=np.int64))
