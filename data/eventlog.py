@@ -27,7 +27,7 @@ class EventLog:
     """An event log as parallel columns; ``row[i]`` is the file row of event ``i``."""
 
     file: str
-    t: npt.NDArray[np.float64]  # seconds since the first event
+    t: npt.NDArray[np.float64]  # seconds since the start (ISO 8601 logs: since their first event)
     station: list[str]
     machine: list[str]
     part: list[str]
@@ -42,17 +42,18 @@ class EventLog:
         return f"{self.file}: row {int(self.row[i])}"
 
 
-def _timestamp(text: str, where: str) -> float:
+def _timestamp(text: str, where: str) -> tuple[float, bool]:
+    """(seconds, whether it was ISO 8601)."""
     try:
         v = float(text)
     except ValueError:
         try:
-            return datetime.fromisoformat(text).timestamp()
+            return datetime.fromisoformat(text).timestamp(), True
         except ValueError:
             raise InputError(f"{where}: timestamp {text!r} is neither seconds nor ISO 8601") from None
     if not math.isfinite(v):
         raise InputError(f"{where}: timestamp {text!r} is not finite")
-    return v
+    return v, False
 
 
 def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -94,6 +95,7 @@ def read_event_log(path: str | Path) -> EventLog:
     station, machine, part, product, event = [""] * n, [""] * n, [""] * n, [""] * n, [""] * n
     known = frozenset(EVENTS)
     prev = -math.inf
+    iso = False
     file = p.name
     for i, r in enumerate(rows):
         if len(r) < len(header):
@@ -102,7 +104,8 @@ def read_event_log(path: str | Path) -> EventLog:
         where = f"{file}: row {i + 2}"
         if ev not in known:
             raise InputError(f"{where}: unknown event {ev!r} (events: {', '.join(EVENTS)})")
-        v = _timestamp(ts, where)
+        v, is_iso = _timestamp(ts, where)
+        iso = iso or is_iso
         if v < prev:
             raise InputError(f"{where}: timestamp {ts} is earlier than the row before: rows must be in time order")
         prev = v
@@ -118,5 +121,8 @@ def read_event_log(path: str | Path) -> EventLog:
         station[i], machine[i], part[i], product[i], event[i] = st, m, pa, pr, ev
     if n == 0:
         raise InputError(f"{file}: no events")
-    t -= t[0]
+    if iso:  # clock times: the log starts with its first event; seconds are since the start already
+        t -= t[0]
+    elif t[0] < 0:
+        raise InputError(f"{file}: row 2: timestamps are seconds since the start: {t[0]:g} is negative")
     return EventLog(file, t, station, machine, part, product, event, np.arange(2, n + 2, dtype=np.int64))

@@ -1,0 +1,184 @@
+"""Calibration from event logs (docs/calibration.md): logs written by the twin's own event trace from a
+known scenario are fitted back to that scenario, and bad logs are refused naming the row."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from conftest import run_cli
+
+from data.calibrate import calibrate, scenario_data
+from data.eventlog import read_event_log
+from data.fit import fit_durations
+from twins.errors import InputError
+from twins.eventlog import Event, write_csv
+from twins.model import Line
+from twins.spec import Scenario
+from twins.stats import replicate
+
+#: the truth the tests recover: arrivals → a gamma station → two lognormal machines with failures and
+#: scrap → a station whose process time differs by product
+TRUTH = {
+    "name": "truth", "time_unit": "s",
+    "horizon": {"length": 120_000.0, "warmup": 5_000.0},
+    "products": [{"name": "a", "route": ["cut", "mill", "pack"]}, {"name": "b", "route": ["cut", "mill", "pack"]}],
+    "sources": [{"kind": "arrivals", "interarrival": {"dist": "exponential", "mean": 5.0}, "mix": {"a": 2, "b": 1}}],
+    "stations": [
+        {"name": "cut", "process_time": {"dist": "gamma", "mean": 3.0, "cv": 0.5}},
+        {"name": "mill", "machines": 2, "process_time": {"dist": "lognormal", "mean": 7.0, "cv": 0.3},
+         "breakdowns": [{"mtbf": 400.0, "mttr": 30.0}], "scrap": 0.05},
+        {"name": "pack", "process_time_by_product": {"a": {"dist": "weibull", "shape": 3.0, "scale": 2.0},
+                                                      "b": {"dist": "weibull", "shape": 3.0, "scale": 3.0}}},
+    ],
+}
+
+
+def event_log(data: dict, tmp_path, seed: int = 1, until: float | None = None) -> tuple[str, list[Event]]:
+    sc = Scenario.model_validate(data)
+    events: list[Event] = []
+    Line(sc, seed, events=events).run(until)
+    path = tmp_path / f"log{seed}.csv"
+    write_csv(events, path, sc.time_unit)
+    return str(path), events
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory):
+    path, events = event_log(TRUTH, tmp_path_factory.mktemp("log"))
+    return calibrate(read_event_log(path)), events
+
+
+def test_event_log_pairs_every_start_with_an_end(tmp_path):
+    events: list[Event] = []
+    line = Line(Scenario.model_validate(TRUTH), 3, events=events)
+    line.run(5_000.0)
+    kinds = [e[5] for e in events]
+    assert kinds.count("leave") == line.good and kinds.count("scrap") == line.scrapped
+    assert kinds.count("arrive") == line.arrivals
+    assert 0 <= kinds.count("start") - kinds.count("end") <= 4  # at most one operation open per machine
+    assert kinds.count("fail") >= kinds.count("repair") > 0
+
+
+def test_fits_recover_the_true_means_and_families(large):
+    cal, _ = large
+    st = {s.name: s for s in cal.stations}
+    truth = Scenario.model_validate(TRUTH)
+    cut, mill = st["cut"].process[""], st["mill"].process[""]
+    assert abs(cut.mean / truth.station("cut").nominal_process_time("a") - 1) < 0.05
+    assert abs(mill.mean / 7.0 - 1) < 0.05
+    assert (cut.family, mill.family) == ("gamma", "lognormal")
+    pack = st["pack"]
+    assert pack.products_differ and set(pack.process) == {"a", "b"}
+    for p in ("a", "b"):
+        f = pack.process[p]
+        assert f.family == "weibull"
+        assert abs(f.mean / truth.station("pack").nominal_process_time(p) - 1) < 0.05
+    assert not st["cut"].products_differ and not st["mill"].products_differ
+    assert (st["cut"].machines, st["mill"].machines, st["pack"].machines) == (1, 2, 1)
+    assert cal.interarrival is not None and cal.interarrival.family == "exponential"
+    assert abs(cal.interarrival.mean / 5.0 - 1) < 0.05
+    assert abs(cal.mix["a"] - 2 / 3) < 0.02
+    assert cal.routes == {"a": ["cut", "mill", "pack"], "b": ["cut", "mill", "pack"]}
+
+
+def test_breakdowns_and_scrap_recover_the_truth(large):
+    cal, _ = large
+    mill = next(s for s in cal.stations if s.name == "mill")
+    assert mill.ttf is not None and mill.repair is not None
+    assert abs(mill.ttf.mean / 400.0 - 1) < 0.1 and abs(mill.repair.mean / 30.0 - 1) < 0.1
+    # a machine up at the end of the log gives a censored up time (not one repaired at the last event)
+    assert mill.ttf.n_censored >= 1
+    k, n, (lo, hi) = mill.scrap
+    assert lo <= 0.05 <= hi and n > 10_000
+    cut = next(s for s in cal.stations if s.name == "cut")
+    assert cut.ttf is None and cut.scrap[0] == 0
+
+
+def test_censored_repairs_are_kept_not_dropped():
+    rng = np.random.default_rng(7)
+    repairs = rng.exponential(100.0, 400)
+    cut = 80.0  # the log ends 80 s into every repair longer than that
+    seen, censored = repairs[repairs <= cut], np.full(int((repairs > cut).sum()), cut)
+    fit = fit_durations(seen, censored, ("exponential", "weibull", "gamma", "lognormal"))
+    assert abs(fit.mean / 100.0 - 1) < 0.15
+    dropped = fit_durations(seen, (), ("exponential",))
+    assert dropped.mean < 50.0  # what dropping would have claimed
+
+
+def test_calibrated_twin_reproduces_held_out_kpis(large):
+    cal, _ = large
+    calibrated = Scenario.model_validate(scenario_data(cal))
+    truth = Scenario.model_validate(TRUTH)
+    short = {"horizon": {"length": 30_000.0, "warmup": 3_000.0}}
+    a = replicate(truth.model_copy(update=short | {"horizon": truth.horizon.model_copy(update=short["horizon"])}),
+                  6, seed=99, workers=1)
+    b_sc = calibrated.model_copy(update={"horizon": truth.horizon.model_copy(update=short["horizon"])})
+    b = replicate(b_sc, 6, seed=123, workers=1)
+    for kpi in ("throughput", "scrap_rate", "lead_time"):
+        (ma, ha), (mb, hb) = a.ci(kpi), b.ci(kpi)
+        assert abs(ma - mb) <= ha + hb, (kpi, ma, ha, mb, hb)
+
+
+def test_cli_writes_a_scenario_that_runs(tmp_path):
+    small = TRUTH | {"horizon": {"length": 8_000.0, "warmup": 500.0}}
+    path, _ = event_log(small, tmp_path)
+    out, fit = tmp_path / "cal.yaml", tmp_path / "fit.json"
+    r = run_cli("calibrate", path, "--out", str(out), "--json", str(fit))
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load(out.read_text())
+    assert [s["name"] for s in doc["stations"]] == ["cut", "mill", "pack"]
+    run = run_cli("run", str(out), "-n", "2", "-q", "--workers", "1")
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_station_with_too_few_observations_is_reported_not_fitted(tmp_path):
+    small = TRUTH | {"horizon": {"length": 1_500.0, "warmup": 100.0}}
+    path, _ = event_log(small, tmp_path)
+    cal = calibrate(read_event_log(path))
+    mill = next(s for s in cal.stations if s.name == "mill")
+    assert mill.repair is not None and mill.repair.too_few and mill.repair.family == "empirical"
+    assert any("too few repairs" in n for n in mill.notes)
+
+
+HEADER = "timestamp,station,machine,part,product,event\n"
+
+
+@pytest.mark.parametrize(("rows", "row"), [
+    ("0,cut,cut,1,a,start\n1,cut,cut,1,a,finish\n", 3),  # unknown event
+    ("0,cut,cut,1,a,start\n2,cut,cut,1,a,end\n3,cut,cut,2,a,end\n", 4),  # end without start
+    ("5,cut,cut,1,a,start\n4,cut,cut,1,a,end\n", 3),  # unsorted timestamps
+    ("0,cut,cut,1,a,start\nsoon,cut,cut,1,a,end\n", 3),  # unreadable timestamp
+    ("0,cut,cut,1,a,fail\n1,cut,cut,1,a,fail\n", 3),  # a second failure of a down machine
+])
+def test_bad_logs_name_the_row(tmp_path, rows, row):
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADER + rows)
+    with pytest.raises(InputError, match=rf"bad\.csv: row {row}:"):
+        calibrate(read_event_log(path))
+
+
+def test_a_bad_log_exits_2_with_one_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADER + "0,cut,cut,1,a,start\n1,cut,cut,1,a,explode\n")
+    r = run_cli("calibrate", str(path), "--out", str(tmp_path / "x.yaml"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "row 3" in r.stderr
+
+
+def test_iso_timestamps_are_read_as_seconds(tmp_path):
+    path = tmp_path / "iso.csv"
+    path.write_text(HEADER + "2026-01-01T08:00:00,cut,cut,1,a,start\n2026-01-01T08:00:02.5,cut,cut,1,a,end\n")
+    log = read_event_log(path)
+    assert list(log.t) == [0.0, 2.5]
+
+
+def test_parquet_logs_read_like_csv(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    path, _ = event_log(TRUTH | {"horizon": {"length": 2_000.0, "warmup": 100.0}}, tmp_path)
+    csv_log = read_event_log(path)
+    table = pa.table({"timestamp": csv_log.t, "station": csv_log.station, "machine": csv_log.machine,
+                      "part": csv_log.part, "product": csv_log.product, "event": csv_log.event})
+    pq.write_table(table, tmp_path / "log.parquet")
+    pq_log = read_event_log(tmp_path / "log.parquet")
+    assert pq_log.event == csv_log.event and np.allclose(pq_log.t, csv_log.t)
