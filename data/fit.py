@@ -23,6 +23,8 @@ PROCESS_FAMILIES = ("exponential", "gamma", "lognormal", "weibull", "normal", "u
 DURATION_FAMILIES = ("exponential", "gamma", "lognormal", "weibull")
 #: fewer observations than this are reported as too few, never fitted to a family
 MIN_OBSERVATIONS = 10
+#: durations differing by less than this relative spread are one constant (float rounding of end − start)
+CONSTANT_TOLERANCE = 1e-9
 
 
 @dataclass
@@ -137,10 +139,11 @@ def fit_durations(values: npt.ArrayLike, censored: npt.ArrayLike = (),
                                 else {"dist": "constant", "value": 0.0})
         return Fit(spec, spec["dist"], int(x.size), int(c.size), sample_mean, sample_mean,
                    _mean_ci(x, np.empty(0), "", sample_mean), None, None, None, values=x, censored=c, too_few=True)
-    if float(x.max()) == float(x.min()) and c.size == 0:
-        spec = {"dist": "constant", "value": float(x[0])}
-        return Fit(spec, "constant", int(x.size), 0, float(x[0]), float(x[0]), (float(x[0]), float(x[0])),
-                   0.0, None, None, values=x, censored=c)
+    if float(x.max()) - float(x.min()) <= CONSTANT_TOLERANCE * float(x.max()) and c.size == 0:
+        # all equal but for rounding in the timestamps' subtraction: a constant
+        v = float(np.median(x))
+        spec = {"dist": "constant", "value": v}
+        return Fit(spec, "constant", int(x.size), 0, v, sample_mean, (v, v), 0.0, None, None, values=x, censored=c)
     cands: list[Candidate] = []
     n = x.size + c.size
     for family in families:

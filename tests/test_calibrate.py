@@ -182,3 +182,47 @@ def test_parquet_logs_read_like_csv(tmp_path):
     pq.write_table(table, tmp_path / "log.parquet")
     pq_log = read_event_log(tmp_path / "log.parquet")
     assert pq_log.event == csv_log.event and np.allclose(pq_log.t, csv_log.t)
+
+
+SETUPS = {
+    "name": "setups", "time_unit": "s",
+    "horizon": {"length": 60_000.0, "warmup": 1_000.0},
+    "products": [{"name": "a", "route": ["press", "check"]}, {"name": "b", "route": ["press", "check"]}],
+    "sources": [{"kind": "arrivals", "interarrival": {"dist": "exponential", "mean": 10.0}}],
+    "stations": [
+        {"name": "press", "process_time": {"dist": "gamma", "mean": 4.0, "cv": 0.3},
+         "setup": {"matrix": {"a": {"b": {"dist": "gamma", "mean": 20.0, "cv": 0.2}},
+                              "b": {"a": {"dist": "gamma", "mean": 12.0, "cv": 0.2}}}},
+         "dispatch": "same_family"},
+        {"name": "check", "process_time": 3.0,
+         "rework": {"probability": 0.1, "station": "fix", "return_to": "check"}},
+        {"name": "fix", "process_time": {"dist": "exponential", "mean": 5.0}},
+    ],
+}
+
+
+def test_setup_matrix_and_rework_are_recovered(tmp_path):
+    path, _ = event_log(SETUPS, tmp_path)
+    cal = calibrate(read_event_log(path))
+    press = next(s for s in cal.stations if s.name == "press")
+    assert set(press.setup) == {("a", "b"), ("b", "a")}
+    assert abs(press.setup[("a", "b")].mean / 20.0 - 1) < 0.05 and abs(press.setup[("b", "a")].mean / 12.0 - 1) < 0.05
+    check = next(s for s in cal.stations if s.name == "check")
+    k, n, (lo, hi) = check.rework
+    assert lo <= 0.1 <= hi and check.rework_station == "fix"
+    assert check.process[""].family == "constant"
+    assert cal.routes == {"a": ["press", "check"], "b": ["press", "check"]}
+    sc = Scenario.model_validate(scenario_data(cal))  # the rework loop validates
+    assert sc.station("check").rework is not None and sc.station("check").rework.station == "fix"
+    assert sc.station("press").setup is not None and set(sc.station("press").setup.matrix) == {"a", "b"}
+
+
+def test_html_report_shows_each_fit_with_density_and_qq(tmp_path):
+    path, _ = event_log(SETUPS | {"horizon": {"length": 5_000.0, "warmup": 100.0}}, tmp_path)
+    out, html = tmp_path / "c.yaml", tmp_path / "c.html"
+    r = run_cli("calibrate", path, "--out", str(out), "--html", str(html), "-q")
+    assert r.returncode == 0, r.stderr
+    text = html.read_text()
+    for what in ("press: process time", "QQ plot", "histogram and fitted density", "95 % CI of the mean",
+                 "check: rework fraction", "press: setup a → b"):
+        assert what in text, what
