@@ -225,42 +225,50 @@ def _products_differ(samples: dict[str, list[float]]) -> tuple[bool, float | Non
     return p_value < 0.01 and spread > PRODUCT_DIFFERENCE, p_value
 
 
+def fit_station(obs: Observations, st: str) -> StationFit:
+    """Process times (per product when they differ), breakdowns, setups, scrap and rework of station ``st``."""
+    samples = {p: v for (s, p), v in obs.process.items() if s == st}
+    differ, p_value = _products_differ(samples)
+    if differ:
+        process = {p: fit_durations(v, families=PROCESS_FAMILIES) for p, v in sorted(samples.items())}
+    else:
+        pooled = [x for v in samples.values() for x in v]
+        process = {"": fit_durations(pooled, families=PROCESS_FAMILIES)}
+    sf = StationFit(st, max(len(obs.machines[st]), 1), process, differ, p_value)
+    for p, f in process.items():
+        if f.too_few:
+            sf.notes.append(f"too few process times{' of ' + p if p else ''} ({f.n} < {MIN_OBSERVATIONS}): "
+                            "written as the empirical distribution of what was observed, not fitted")
+    if st in obs.failing:
+        sf.ttf = fit_durations(obs.up.get(st, []), obs.up_censored.get(st, []), DURATION_FAMILIES)
+        sf.repair = fit_durations(obs.repair.get(st, []), obs.repair_censored.get(st, []), DURATION_FAMILIES)
+        for what, f in (("failures", sf.ttf), ("repairs", sf.repair)):
+            if f.too_few:
+                sf.notes.append(f"too few {what} ({f.n} < {MIN_OBSERVATIONS}): empirical, not fitted")
+    for (s, a, b), v in obs.setup.items():
+        if s == st:
+            sf.setup[(a, b)] = fit_durations(v, families=PROCESS_FAMILIES)
+    n_end = obs.ends[st]
+    sf.scrap = (obs.scraps[st], n_end, proportion_ci(obs.scraps[st], n_end))
+    sf.rework = (obs.reworks[st], n_end, proportion_ci(obs.reworks[st], n_end))
+    if obs.rework_to.get(st):
+        sf.rework_station = obs.rework_to[st].most_common(1)[0][0][0]
+    return sf
+
 def calibrate(log: EventLog, families: dict[str, str] | None = None) -> Calibration:
     """Fit every station, the routes and the arrivals of ``log`` (times in seconds)."""
     obs = observe(log, families)
     notes: list[str] = []
     if obs.open_operations:
         notes.append(f"{obs.open_operations} operation(s) still running at the end of the log are not counted")
-    order = sorted(obs.station_order, key=lambda s: obs.station_order[s])
-    fits: list[StationFit] = []
-    for st in order:
-        samples = {p: v for (s, p), v in obs.process.items() if s == st}
-        differ, p_value = _products_differ(samples)
-        if differ:
-            process = {p: fit_durations(v, families=PROCESS_FAMILIES) for p, v in sorted(samples.items())}
-        else:
-            pooled = [x for v in samples.values() for x in v]
-            process = {"": fit_durations(pooled, families=PROCESS_FAMILIES)}
-        sf = StationFit(st, max(len(obs.machines[st]), 1), process, differ, p_value)
-        for p, f in process.items():
-            if f.too_few:
-                sf.notes.append(f"too few process times{' of ' + p if p else ''} ({f.n} < {MIN_OBSERVATIONS}): "
-                                "written as the empirical distribution of what was observed, not fitted")
-        if st in obs.failing:
-            sf.ttf = fit_durations(obs.up.get(st, []), obs.up_censored.get(st, []), DURATION_FAMILIES)
-            sf.repair = fit_durations(obs.repair.get(st, []), obs.repair_censored.get(st, []), DURATION_FAMILIES)
-            for what, f in (("failures", sf.ttf), ("repairs", sf.repair)):
-                if f.too_few:
-                    sf.notes.append(f"too few {what} ({f.n} < {MIN_OBSERVATIONS}): empirical, not fitted")
-        for (s, a, b), v in obs.setup.items():
-            if s == st:
-                sf.setup[(a, b)] = fit_durations(v, families=PROCESS_FAMILIES)
-        n_end = obs.ends[st]
-        sf.scrap = (obs.scraps[st], n_end, proportion_ci(obs.scraps[st], n_end))
-        sf.rework = (obs.reworks[st], n_end, proportion_ci(obs.reworks[st], n_end))
-        if obs.rework_to.get(st):
-            sf.rework_station = obs.rework_to[st].most_common(1)[0][0][0]
-        fits.append(sf)
+    # stations in route order (the longest route first), then any others as they first appear
+    in_routes: dict[str, None] = {}
+    for counter in sorted(obs.routes.values(), key=lambda c: -len(c.most_common(1)[0][0])):
+        for route in counter:
+            in_routes.update(dict.fromkeys(route))
+    order = list(in_routes) + sorted((s for s in obs.station_order if s not in in_routes),
+                                     key=lambda s: obs.station_order[s])
+    fits = [fit_station(obs, st) for st in order]
     routes: dict[str, list[str]] = {}
     products = sorted(set(obs.arrive_products) | {p for (_, p) in obs.process})
     for p in products:

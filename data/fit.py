@@ -23,6 +23,8 @@ PROCESS_FAMILIES = ("exponential", "gamma", "lognormal", "weibull", "normal", "u
 DURATION_FAMILIES = ("exponential", "gamma", "lognormal", "weibull")
 #: fewer observations than this are reported as too few, never fitted to a family
 MIN_OBSERVATIONS = 10
+#: AIC differences below this are ties, resolved towards fewer parameters
+AIC_TIE = 2.0
 #: durations differing by less than this relative spread are one constant (float rounding of end − start)
 CONSTANT_TOLERANCE = 1e-9
 
@@ -128,7 +130,8 @@ def _mean_ci(x: Array, c: Array, family: str, mean: float) -> tuple[float, float
 def fit_durations(values: npt.ArrayLike, censored: npt.ArrayLike = (),
                   families: tuple[str, ...] = PROCESS_FAMILIES) -> Fit:
     """Fit every family of ``families`` to ``values`` (with ``censored`` right-censored
-    observations) and keep the one with the smallest AIC. Fewer than :data:`MIN_OBSERVATIONS`
+    observations) and keep the one with the smallest AIC (a tie within :data:`AIC_TIE`: the one
+    with fewest parameters). Fewer than :data:`MIN_OBSERVATIONS`
     uncensored values: an ``empirical`` distribution of them, flagged ``too_few``."""
     x = np.asarray(values, np.float64)
     c = np.asarray(censored, np.float64)
@@ -164,7 +167,9 @@ def fit_durations(values: npt.ArrayLike, censored: npt.ArrayLike = (),
     if not cands:
         raise ValueError("no family fits these durations")
     cands.sort(key=lambda cd: cd.aic)
-    best = cands[0]
+    # within 2 of the smallest AIC the data cannot tell the families apart (Burnham & Anderson):
+    # take the one with fewest parameters, so exponential failures stay exponential, not a gamma of shape 1.02
+    best = min((cd for cd in cands if cd.aic <= cands[0].aic + AIC_TIE), key=lambda cd: (cd.k, cd.aic))
     mean = float(frozen_of(best.spec).mean())
     return Fit(best.spec, best.family, int(x.size), int(c.size), mean, sample_mean,
                _mean_ci(x, c, best.family, mean), best.ks, best.aic, best.bic, cands, x, c)
