@@ -323,6 +323,8 @@ def scenario_data(cal: Calibration, skeleton: dict[str, Any] | None = None) -> d
             s["rework"] = {"probability": sf.rework[0] / sf.rework[1], "station": sf.rework_station,
                            "return_to": sf.name, **({"max_cycles": 3} if "rework" not in s else {})}
         stations.append(s)
+    fitted = {sf.name for sf in cal.stations}
+    stations += [dict(s) for name, s in base.items() if name not in fitted]  # not in the log: kept as they are
     skel = skeleton or {}
     if skel.get("products"):
         products = []

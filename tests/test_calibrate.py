@@ -226,3 +226,20 @@ def test_html_report_shows_each_fit_with_density_and_qq(tmp_path):
     for what in ("press: process time", "QQ plot", "histogram and fitted density", "95 % CI of the mean",
                  "check: rework fraction", "press: setup a → b"):
         assert what in text, what
+
+
+def test_a_skeleton_keeps_what_the_log_cannot_tell(tmp_path):
+    path, _ = event_log(TRUTH | {"horizon": {"length": 20_000.0, "warmup": 500.0}}, tmp_path)
+    skeleton = {**TRUTH, "name": "line", "stations": [
+        {"name": "cut", "buffer": 3, "process_time": 1.0,
+         "energy": {"power_kw": {"off": 0.0, "idle": 1.0, "setup": 1.0, "busy": 2.0, "down": 0.5}}},
+        *TRUTH["stations"][1:]]}
+    sk = tmp_path / "skeleton.yaml"
+    sk.write_text(yaml.safe_dump(skeleton))
+    out = tmp_path / "cal.yaml"
+    r = run_cli("calibrate", path, "--skeleton", str(sk), "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load(out.read_text())
+    cut = doc["stations"][0]
+    assert doc["name"] == "line" and cut["buffer"] == 3 and cut["energy"]["power_kw"]["busy"] == 2.0
+    assert cut["process_time"]["dist"] == "gamma" and abs(cut["process_time"]["mean"] / 3.0 - 1) < 0.05
