@@ -56,6 +56,24 @@ def _timestamp(text: str, where: str) -> tuple[float, bool]:
     return v, False
 
 
+def _timestamps(texts: list[str], file: str) -> tuple[npt.NDArray[np.float64], bool]:
+    """Seconds (as numbers) or ISO 8601 date-times → (float seconds, whether any was ISO)."""
+    try:
+        t = np.array(texts, dtype=np.float64)
+    except ValueError:  # ISO date-times, or something unreadable: row by row
+        t = np.empty(len(texts))
+        iso = False
+        for i, text in enumerate(texts):
+            t[i], is_iso = _timestamp(text, f"{file}: row {i + 2}")
+            iso = iso or is_iso
+        return t, iso
+    bad = np.flatnonzero(~np.isfinite(t))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(f"{file}: row {i + 2}: timestamp {texts[i]!r} is not finite")
+    return t, False
+
+
 def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
     if path.suffix.lower() in (".parquet", ".pq"):
         from twins.extras import requires
@@ -90,37 +108,35 @@ def read_event_log(path: str | Path) -> EventLog:
     if missing:
         raise InputError(f"{path}: row 1: missing column(s) {', '.join(missing)} (need {', '.join(COLUMNS)})")
     idx = [header.index(c) for c in COLUMNS]
-    n = len(rows)
-    t = np.empty(n)
-    station, machine, part, product, event = [""] * n, [""] * n, [""] * n, [""] * n, [""] * n
-    known = frozenset(EVENTS)
-    prev = -math.inf
-    iso = False
     file = p.name
-    for i, r in enumerate(rows):
-        if len(r) < len(header):
-            raise InputError(f"{file}: row {i + 2}: {len(r)} fields, the header has {len(header)}")
-        ts, st, m, pa, pr, ev = (r[j].strip() for j in idx)
-        where = f"{file}: row {i + 2}"
-        if ev not in known:
-            raise InputError(f"{where}: unknown event {ev!r} (events: {', '.join(EVENTS)})")
-        v, is_iso = _timestamp(ts, where)
-        iso = iso or is_iso
-        if v < prev:
-            raise InputError(f"{where}: timestamp {ts} is earlier than the row before: rows must be in time order")
-        prev = v
-        if not st and ev != "leave":
-            raise InputError(f"{where}: {ev!r} needs a station")
-        if not m and ev in NEEDS_MACHINE:
-            raise InputError(f"{where}: {ev!r} needs a machine")
-        if not pa and ev in NEEDS_PART:
-            raise InputError(f"{where}: {ev!r} needs a part")
-        if not pr and ev in ("arrive", "start", "setup_start"):
-            raise InputError(f"{where}: {ev!r} needs a product")
-        t[i] = v
-        station[i], machine[i], part[i], product[i], event[i] = st, m, pa, pr, ev
+    n = len(rows)
     if n == 0:
         raise InputError(f"{file}: no events")
+    if min(map(len, rows)) < len(header):
+        i = next(i for i, r in enumerate(rows) if len(r) < len(header))
+        raise InputError(f"{file}: row {i + 2}: {len(rows[i])} fields, the header has {len(header)}")
+    # column by column (a 1 M-row log is read in seconds); an error is looked up to name its first row
+    ts, station, machine, part, product, event = ([r[j].strip() for r in rows] for j in idx)
+    unknown = set(event) - set(EVENTS)
+    if unknown:
+        i = next(i for i, e in enumerate(event) if e in unknown)
+        raise InputError(f"{file}: row {i + 2}: unknown event {event[i]!r} (events: {', '.join(EVENTS)})")
+    t, iso = _timestamps(ts, file)
+    bad = np.flatnonzero(np.diff(t) < 0)
+    if bad.size:
+        i = int(bad[0]) + 1
+        raise InputError(f"{file}: row {i + 2}: timestamp {ts[i]} is earlier than the row before: rows must be "
+                         "in time order")
+    code = {e: k for k, e in enumerate(EVENTS)}
+    ev = np.fromiter((code[e] for e in event), np.int64, n)
+    for column, what, needs in ((station, "station", [e for e in EVENTS if e != "leave"]),
+                                (machine, "machine", sorted(NEEDS_MACHINE)), (part, "part", sorted(NEEDS_PART)),
+                                (product, "product", ["arrive", "start", "setup_start"])):
+        empty = np.fromiter((not v for v in column), np.bool_, n)
+        missing_here = np.flatnonzero(empty & np.isin(ev, [code[e] for e in needs]))
+        if missing_here.size:
+            i = int(missing_here[0])
+            raise InputError(f"{file}: row {i + 2}: {event[i]!r} needs a {what}")
     if iso:  # clock times: the log starts with its first event; seconds are since the start already
         t -= t[0]
     elif t[0] < 0:

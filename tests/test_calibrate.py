@@ -149,6 +149,9 @@ HEADER = "timestamp,station,machine,part,product,event\n"
     ("5,cut,cut,1,a,start\n4,cut,cut,1,a,end\n", 3),  # unsorted timestamps
     ("0,cut,cut,1,a,start\nsoon,cut,cut,1,a,end\n", 3),  # unreadable timestamp
     ("0,cut,cut,1,a,fail\n1,cut,cut,1,a,fail\n", 3),  # a second failure of a down machine
+    ("0,cut,cut,1,a,start\n1,cut,,1,a,end\n", 3),  # an end on no machine
+    ("0,cut,cut,1,a,start\nnan,cut,cut,1,a,end\n", 3),  # not a time
+    ("0,cut,cut,1,a,start\n1,cut,cut,1\n", 3),  # a short row
 ])
 def test_bad_logs_name_the_row(tmp_path, rows, row):
     path = tmp_path / "bad.csv"
