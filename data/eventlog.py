@@ -102,7 +102,7 @@ def read_event_log(path: str | Path) -> EventLog:
         raise InputError(f"{path}: no such file")
     try:
         header, rows = _rows(p)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+    except (OSError, ValueError, csv.Error) as err:  # ValueError: UnicodeDecodeError, pyarrow.ArrowInvalid
         raise InputError(f"{path}: cannot read the event log: {err}") from None
     missing = [c for c in COLUMNS if c not in header]
     if missing:

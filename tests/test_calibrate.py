@@ -246,3 +246,12 @@ def test_a_skeleton_keeps_what_the_log_cannot_tell(tmp_path):
     cut = doc["stations"][0]
     assert doc["name"] == "line" and cut["buffer"] == 3 and cut["energy"]["power_kw"]["busy"] == 2.0
     assert cut["process_time"]["dist"] == "gamma" and abs(cut["process_time"]["mean"] / 3.0 - 1) < 0.05
+
+
+def test_parquet_without_its_extra_exits_2_naming_it(tmp_path):
+    from test_extras import core_only
+
+    path = tmp_path / "log.parquet"
+    path.write_bytes(b"PAR1")
+    r = core_only("calibrate", str(path), "--out", str(tmp_path / "x.yaml"))
+    assert r.returncode == 2 and "twinopt[parquet]" in r.stderr, r.stderr
