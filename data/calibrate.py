@@ -51,7 +51,8 @@ class Observations:
     failing: set[str] = field(default_factory=set)  # stations with a failure in the log
 
 
-def observe(log: EventLog, families: dict[str, str] | None = None) -> Observations:  # noqa: C901 — one pass
+def observe(log: EventLog, families: dict[str, str] | None = None,  # noqa: C901 — one pass
+            basis: str = "time") -> Observations:
     """Pair the log's events per machine and per part; :class:`InputError` naming the row for an
     ``end`` without its ``start``, a ``repair`` without a ``fail`` and the like."""
     fam = families or {}
@@ -59,7 +60,16 @@ def observe(log: EventLog, families: dict[str, str] | None = None) -> Observatio
     busy: dict[tuple[str, str], list[Any]] = {}  # machine → [part, product, t_start, downtime]
     setting: dict[tuple[str, str], list[Any]] = {}  # machine → [product, t_start, downtime, from family]
     down: dict[tuple[str, str], float] = {}  # machine → failed at
-    up_since: dict[tuple[str, str], float] = {}  # machine → repaired at (or log start)
+    up_since: dict[tuple[str, str], float] = {}  # machine → its failure clock when repaired (or at the start)
+    busy_done: dict[tuple[str, str], float] = defaultdict(float)  # machine → processing time of finished parts
+
+    def clock(key: tuple[str, str], now: float) -> float:
+        """The machine's failure clock: time (``basis="time"``), or processing time so far (``"operation"``)."""
+        if basis == "time":
+            return now
+        op = busy.get(key)
+        return busy_done[key] + (now - op[2] - op[3] if op is not None else 0.0)
+
     last_family: dict[tuple[str, str], str] = {}
     part_stations: dict[str, list[str]] = {}
     part_product: dict[str, str] = {}
@@ -100,13 +110,14 @@ def observe(log: EventLog, families: dict[str, str] | None = None) -> Observatio
             if d < 0:
                 raise InputError(f"{log.where(i)}: negative processing time {d:g} s")
             obs.process[(st, op[1])].append(d)
+            busy_done[key] += d
             obs.ends[st] += 1
         elif ev == "fail":
             if key in down:
                 raise InputError(f"{log.where(i)}: fail on {machine[i]!r} while it is already down")
             down[key] = now
             failing_stations.add(st)
-            obs.up[st].append(now - up_since[key])
+            obs.up[st].append(clock(key, now) - up_since[key])
         elif ev == "repair":
             t_fail = down.pop(key, None)
             if t_fail is None:
@@ -124,7 +135,7 @@ def observe(log: EventLog, families: dict[str, str] | None = None) -> Observatio
                 if su is not None:
                     su[2] += now - t_fail
             repaired.add(key)
-            up_since[key] = now
+            up_since[key] = clock(key, now)
         elif ev == "setup_start":
             if key in setting:
                 raise InputError(f"{log.where(i)}: setup_start on {machine[i]!r} during a setup")
@@ -160,7 +171,7 @@ def observe(log: EventLog, families: dict[str, str] | None = None) -> Observatio
         obs.repair_censored[key[0]].append(end - t_fail)
     for key, since in up_since.items():  # up at the end of the log: censored up time
         if key not in down and key[0] in failing_stations:
-            obs.up_censored[key[0]].append(end - since)
+            obs.up_censored[key[0]].append(clock(key, end) - since)
     return obs
 
 
@@ -192,6 +203,7 @@ class Calibration:
     mix: dict[str, float]
     interarrival: Fit | None
     notes: list[str]
+    basis: str = "time"  # failure clocks: up time ("time") or processing time ("operation")
 
     def summary(self) -> dict[str, Any]:
         """The ``--json`` document."""
@@ -209,7 +221,7 @@ class Calibration:
                            "ci": list(s.rework[2]), "station": s.rework_station},
                 "notes": s.notes,
             }
-        return {"log": self.file, "events": self.events, "span_s": self.span,
+        return {"log": self.file, "events": self.events, "span_s": self.span, "failure_basis": self.basis,
                 "routes": self.routes, "mix": self.mix,
                 "interarrival": self.interarrival.summary() if self.interarrival else None,
                 "stations": {s.name: station(s) for s in self.stations}, "notes": self.notes}
@@ -255,9 +267,12 @@ def fit_station(obs: Observations, st: str) -> StationFit:
         sf.rework_station = obs.rework_to[st].most_common(1)[0][0][0]
     return sf
 
-def calibrate(log: EventLog, families: dict[str, str] | None = None) -> Calibration:
-    """Fit every station, the routes and the arrivals of ``log`` (times in seconds)."""
-    obs = observe(log, families)
+def calibrate(log: EventLog, families: dict[str, str] | None = None, basis: str = "time") -> Calibration:
+    """Fit every station, the routes and the arrivals of ``log`` (times in seconds). ``basis``: the
+    failure clock runs in up time (``"time"``) or only while processing (``"operation"``)."""
+    if basis not in ("time", "operation"):
+        raise InputError(f"failure basis {basis!r}: use time or operation")
+    obs = observe(log, families, basis)
     notes: list[str] = []
     if obs.open_operations:
         notes.append(f"{obs.open_operations} operation(s) still running at the end of the log are not counted")
@@ -283,7 +298,7 @@ def calibrate(log: EventLog, families: dict[str, str] | None = None) -> Calibrat
     iat = None
     if len(obs.arrivals) > 1:
         iat = fit_durations(np.diff(np.asarray(obs.arrivals)), families=PROCESS_FAMILIES)
-    return Calibration(log.file, obs.span, len(log), fits, routes, mix, iat, notes)
+    return Calibration(log.file, obs.span, len(log), fits, routes, mix, iat, notes, basis)
 
 
 def _dist(f: Fit) -> dict[str, Any]:
@@ -306,7 +321,7 @@ def scenario_data(cal: Calibration, skeleton: dict[str, Any] | None = None) -> d
         else:
             s["process_time_by_product"] = {p: _dist(f) for p, f in sf.process.items()}
         if sf.ttf is not None and sf.repair is not None:
-            bd: dict[str, Any] = {"name": "fitted"}
+            bd: dict[str, Any] = {"name": "fitted", "basis": cal.basis}
             bd.update({"mtbf": sf.ttf.spec["mean"]} if sf.ttf.family == "exponential"
                       else {"time_to_failure": _dist(sf.ttf)})
             bd.update({"mttr": sf.repair.spec["mean"]} if sf.repair.family == "exponential"

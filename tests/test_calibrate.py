@@ -255,3 +255,18 @@ def test_parquet_without_its_extra_exits_2_naming_it(tmp_path):
     path.write_bytes(b"PAR1")
     r = core_only("calibrate", str(path), "--out", str(tmp_path / "x.yaml"))
     assert r.returncode == 2 and "twinopt[parquet]" in r.stderr, r.stderr
+
+
+def test_operation_based_failures_count_processing_time_only(tmp_path):
+    data = {**TRUTH, "stations": [
+        TRUTH["stations"][0],
+        {**TRUTH["stations"][1], "breakdowns": [{"mtbf": 300.0, "mttr": 20.0, "basis": "operation"}]},
+        TRUTH["stations"][2]]}
+    path, _ = event_log(data | {"horizon": {"length": 60_000.0, "warmup": 500.0}}, tmp_path)
+    log = read_event_log(path)
+    by_op = next(s for s in calibrate(log, basis="operation").stations if s.name == "mill")
+    by_time = next(s for s in calibrate(log).stations if s.name == "mill")
+    assert by_op.ttf is not None and by_time.ttf is not None
+    assert abs(by_op.ttf.mean / 300.0 - 1) < 0.1, by_op.ttf.mean
+    assert by_time.ttf.mean > 1.2 * 300.0  # idle time counted (machines ≈ 70 % busy): the wrong clock overstates it
+    assert scenario_data(calibrate(log, basis="operation"))["stations"][1]["breakdowns"][0]["basis"] == "operation"

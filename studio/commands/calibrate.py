@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="SCENARIO", help="write the calibrated scenario YAML here")
     p.add_argument("--skeleton", metavar="S", help="scenario whose stations are filled in (buffers, energy, "
                                                    "calendar … are kept); default: a complete new scenario")
+    p.add_argument("--failures", choices=("time", "operation"), default="time",
+                   help="failure clocks run in up time (default) or only while processing")
     p.add_argument("--json", metavar="OUT", help="write every fit (parameters, CIs, AIC/BIC, KS) as JSON")
     p.add_argument("--html", metavar="OUT", help="write an HTML report: histograms with densities, QQ plots")
     p.add_argument("--quiet", "-q", action="store_true", help="no table")
@@ -41,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
         skeleton = sk.model_dump(mode="json", by_alias=True, exclude_defaults=True)
         families = {p.name: p.setup_family for p in sk.products}
     log = read_event_log(args.log)
-    cal = calibrate(log, families)
+    cal = calibrate(log, families, args.failures)
     data = round_floats(scenario_data(cal, skeleton))
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     parsed, _ = parse_yaml(text, args.out)
