@@ -58,6 +58,7 @@ class Fit:
     values: Array = field(default_factory=lambda: np.empty(0))  # the uncensored observations
     censored: Array = field(default_factory=lambda: np.empty(0))
     too_few: bool = False
+    cv_ci: tuple[float, float] | None = None  # 95 % bootstrap CI of the coefficient of variation
 
     def frozen(self) -> Any:
         """The chosen distribution as a frozen ``scipy.stats`` object (density, quantiles)."""
@@ -66,7 +67,8 @@ class Fit:
     def summary(self) -> dict[str, Any]:
         return {"dist": self.spec, "family": self.family, "n": self.n, "n_censored": self.n_censored,
                 "mean": self.mean, "sample_mean": self.sample_mean,
-                "mean_ci": list(self.mean_ci) if self.mean_ci else None, "ks": self.ks, "aic": self.aic,
+                "mean_ci": list(self.mean_ci) if self.mean_ci else None,
+                "cv_ci": list(self.cv_ci) if self.cv_ci else None, "ks": self.ks, "aic": self.aic,
                 "bic": self.bic, "too_few": self.too_few,
                 "candidates": [{"family": c.family, "aic": c.aic, "bic": c.bic, "ks": c.ks, "dist": c.spec}
                                for c in self.candidates]}
@@ -172,7 +174,24 @@ def fit_durations(values: npt.ArrayLike, censored: npt.ArrayLike = (),
     best = min((cd for cd in cands if cd.aic <= cands[0].aic + AIC_TIE), key=lambda cd: (cd.k, cd.aic))
     mean = float(frozen_of(best.spec).mean())
     return Fit(best.spec, best.family, int(x.size), int(c.size), mean, sample_mean,
-               _mean_ci(x, c, best.family, mean), best.ks, best.aic, best.bic, cands, x, c)
+               _mean_ci(x, c, best.family, mean), best.ks, best.aic, best.bic, cands, x, c,
+               cv_ci=None if c.size else cv_ci(x))
+
+
+def cv_ci(x: Array, resamples: int = 200, at_most: int = 20_000) -> tuple[float, float]:
+    """95 % percentile-bootstrap CI of the coefficient of variation of ``x`` (seeded: the same data
+    give the same interval). Beyond ``at_most`` values a subsample is resampled and the interval
+    narrowed by √(subsample / n), the rate at which it shrinks."""
+    rng = np.random.default_rng(0)
+    n = x.size
+    sub = x if n <= at_most else rng.choice(x, at_most, replace=False)
+    m = sub.size
+    draws = sub[rng.integers(0, m, (resamples, m))]
+    cvs = draws.std(axis=1, ddof=1) / draws.mean(axis=1)
+    centre = float(x.std(ddof=1) / x.mean())
+    lo, hi = np.quantile(cvs, [0.025, 0.975])
+    scale = math.sqrt(m / n)
+    return centre - (centre - float(lo)) * scale, centre + (float(hi) - centre) * scale
 
 
 def proportion_ci(k: int, n: int) -> tuple[float, float]:

@@ -68,17 +68,20 @@ def _table(cal: Calibration) -> str:
     for title, f in _samples(cal):
         params = ", ".join(f"{k}={_num(v)}" for k, v in f.spec.items() if k != "dist" and not isinstance(v, list))
         ci = f"[{f.mean_ci[0]:.4g}, {f.mean_ci[1]:.4g}]" if f.mean_ci else "—"
+        cv = f"[{f.cv_ci[0]:.3g}, {f.cv_ci[1]:.3g}]" if f.cv_ci else "—"
         note = "too few observations: not fitted" if f.too_few else ""
         rows.append(f"<tr><td>{html.escape(title)}</td><td>{f.family}</td><td>{html.escape(params)}</td>"
-                    f"<td>{f.mean:.4g}</td><td>{ci}</td><td>{f.n}</td><td>{f.n_censored}</td>"
+                    f"<td>{f.mean:.4g}</td><td>{ci}</td><td>{cv}</td><td>{f.n}</td><td>{f.n_censored}</td>"
                     f"<td>{_num(f.aic)}</td><td>{_num(f.bic)}</td><td>{_num(f.ks)}</td><td>{note}</td></tr>")
     for s in cal.stations:
         for what, (k, n, (lo, hi)) in (("scrap", s.scrap), ("rework", s.rework)):
             if n:
                 rows.append(f"<tr><td>{html.escape(s.name)}: {what} fraction</td><td>binomial</td>"
-                            f"<td>{k} of {n}</td><td>{k / n:.4g}</td><td>[{lo:.4g}, {hi:.4g}]</td><td>{n}</td>"
+                            f"<td>{k} of {n}</td><td>{k / n:.4g}</td><td>[{lo:.4g}, {hi:.4g}]</td><td>—</td>"
+                            f"<td>{n}</td>"
                             "<td>0</td><td>—</td><td>—</td><td>—</td><td>Wilson 95 %</td></tr>")
     head = ("<tr><th>sample</th><th>family</th><th>parameters</th><th>mean (s)</th><th>95 % CI of the mean</th>"
+            "<th>95 % CI of the cv</th>"
             "<th>n</th><th>censored</th><th>AIC</th><th>BIC</th><th>KS</th><th>note</th></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 

@@ -270,3 +270,11 @@ def test_operation_based_failures_count_processing_time_only(tmp_path):
     assert abs(by_op.ttf.mean / 300.0 - 1) < 0.1, by_op.ttf.mean
     assert by_time.ttf.mean > 1.2 * 300.0  # idle time counted (machines ≈ 70 % busy): the wrong clock overstates it
     assert scenario_data(calibrate(log, basis="operation"))["stations"][1]["breakdowns"][0]["basis"] == "operation"
+
+
+def test_cv_intervals_cover_the_true_variability(large):
+    cal, _ = large
+    st = {s.name: s for s in cal.stations}
+    for name, cv in (("cut", 0.5), ("mill", 0.3)):
+        ci = st[name].process[""].cv_ci
+        assert ci is not None and ci[0] <= cv <= ci[1], (name, ci)
