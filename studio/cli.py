@@ -43,6 +43,7 @@ COMMANDS = {
     "push": "studio.commands.push",
     "snapshot": "studio.commands.snapshot",
     "shadow": "studio.commands.shadow",
+    "calibrate": "studio.commands.calibrate",
     "serve": "studio.commands.serve",
     "keys": "studio.commands.keys",
     "studio": "studio.commands.studio",

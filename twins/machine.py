@@ -73,9 +73,10 @@ DISABLE = _Disable()  # interrupt cause: the station went planned-off while the 
 class Part:
     """One unit travelling through the line."""
 
-    __slots__ = ("product", "family", "route", "step", "t_entry", "t_buf", "reworks", "order")
+    __slots__ = ("product", "family", "route", "step", "t_entry", "t_buf", "reworks", "order", "id")
 
     def __init__(self, product: ProductRT, now: float, order: Order | None = None):
+        self.id = -1  # numbered when it enters a line that records an event log (Line(events=…))
         self.product = product
         self.family = product.family
         self.route = product.route
@@ -295,6 +296,7 @@ class Machine:
         env, st = self.env, self.station
         buf, line = st.buffer, st.line
         op_trace = line.op_trace  # set exactly when self.trace is (the line was built with trace=True)
+        events = line.events  # the event log (Line(events=…)), or None: one test per step when off
         # None only for products that never visit the station (check_references): not per part
         samplers, quality = cast(list[Iterator[float]], self.proc_samplers), self.quality
         part_started, operation_done = st.part_started, st.operation_done  # bound once: the hot path
@@ -330,12 +332,18 @@ class Machine:
                     sampler = self.setup_samplers.get((self.family, fam)) or self.setup_samplers.get(None)
                     d = next(sampler) if sampler is not None else 0.0
                     if d > 0.0:
+                        if events is not None:
+                            events.append((env._now, st.name, self.name, part.id, part.product.name, "setup_start"))
                         yield from self._work(d, SETUP)
+                        if events is not None:
+                            events.append((env._now, st.name, self.name, part.id, part.product.name, "setup_end"))
                 self.family = fam
             # process
             t_start = env._now
             factor = st.factor  # the recipe in force when the operation starts
             pt = next(samplers[part.product.index]) * factor
+            if events is not None:
+                events.append((t_start, st.name, self.name, part.id, part.product.name, "start"))
             if self.op_modes:
                 yield from self._busy_with_op_failures(pt)
             else:
@@ -349,7 +357,13 @@ class Machine:
                     yield from self._work(remaining, BUSY)
             if op_trace is not None:
                 op_trace.append((self.name, st.name, part.product.name, t_start, env._now))
-            if not operation_done(part, factor, quality):  # counted and inspected: scrapped
+            good = operation_done(part, factor, quality)  # counted and inspected
+            if events is not None:
+                events.append((env._now, st.name, self.name, part.id, part.product.name, "end"))
+                if not good or part.step == -1:  # scrapped, or sent to rework (its route restarts)
+                    events.append((env._now, st.name, self.name, part.id, part.product.name,
+                                   "rework" if good else "scrap"))
+            if not good:
                 continue
             # hand over
             part.step += 1
@@ -490,6 +504,9 @@ class Machine:
         self.switch(DOWN)
         self._not_up(env._now)
         end = env._now + duration
+        events = self.station.line.events
+        if events is not None:
+            events.append((env._now, self.station.name, self.name, -1, "", "fail"))
         while True:
             try:
                 yield env.timeout(end - env._now)
@@ -499,6 +516,8 @@ class Machine:
                     self.pending = None
                 else:
                     end += next(_failure(irq).repair)
+        if events is not None:
+            events.append((env._now, self.station.name, self.name, -1, "", "repair"))
         self.failing = False
         self._up(env._now)
         if self.repaired is not None:

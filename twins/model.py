@@ -26,6 +26,7 @@ from twins.calendar import UNITS_PER_HOUR, off_intervals
 from twins.distributions import BLOCK
 from twins.energy import STATES
 from twins.errors import InputError
+from twins.eventlog import Event
 from twins.machine import FailureMode, Machine, Part, Process, SetupSamplers, Start, StateSpan
 from twins.response import check_setpoints, evaluate_responses
 from twins.spec import ArrivalSource, OrderSource, Scenario
@@ -135,7 +136,8 @@ class Line:
     """One replication of a scenario, ready to run."""
 
     def __init__(self, scenario: Scenario, seed: int = 0, replication: int = 0, *, trace: bool = False,
-                 sample_every: float | None = None, state: PlantState | None = None):
+                 sample_every: float | None = None, state: PlantState | None = None,
+                 events: list[Event] | None = None):
         self.scenario, self.seed, self.replication = scenario, seed, replication
         if state is not None:
             check_state(state, scenario)
@@ -149,6 +151,10 @@ class Line:
         self.part_trace: list[PartSpan] | None = [] if trace else None
         #: with ``trace``: (machine, station, product, start, end) of every operation's processing
         self.op_trace: list[OpSpan] | None = [] if trace else None
+        #: the event log (:mod:`twins.eventlog`) when a list was given: every arrival, operation
+        #: start and end, failure and repair, setup, scrap, rework and exit is appended to it
+        self.events = events
+        self.n_parts = 0  # parts numbered for the event log
         # cumulative line counters
         self.arrivals = self.lost = self.good = self.scrapped = 0
         self.wip, self.wip_area, self.t_wip = 0, 0.0, 0.0
@@ -376,6 +382,10 @@ class Line:
         self.wip_area += self.wip * (now - self.t_wip)
         self.t_wip = now
         self.wip += 1
+        if self.events is not None:
+            self.n_parts += 1
+            part.id = self.n_parts
+            self.events.append((now, part.route[0].name, "", part.id, part.product.name, "arrive"))
 
     def _leave(self, now: float) -> None:
         self.wip_area += self.wip * (now - self.t_wip)
@@ -389,6 +399,8 @@ class Line:
         self.good_by_product[part.product.index] += 1
         self.lead_times.append(now - part.t_entry)
         self.last_exit = now
+        if self.events is not None:
+            self.events.append((now, "", "", part.id, part.product.name, "leave"))
         if self.part_trace is not None:
             self.part_trace.append((part.product.name, part.t_entry, now, "good"))
         order = part.order

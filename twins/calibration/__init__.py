@@ -1,0 +1,1 @@
+"""Plant data into scenarios: calibration from event logs (:mod:`twins.calibration.calibrate`)."""
