@@ -117,3 +117,16 @@ def test_bad_model_declarations_name_the_field(change, message):
     with pytest.raises(ScenarioError, match="response") as err:
         scenario_from_data(data, str(ROOT / "scenarios" / "glue_dispensing_data.yaml"))
     assert message in str(err.value)
+
+
+def test_each_replication_runs_at_its_own_draw_from_the_models_uncertainty():
+    sampled = load_scenario("glue_dispensing_data")
+    at_mean = load_scenario("glue_dispensing_data", ["stations.dispenser.response.sample=false"])
+    draws = [Line(sampled, seed=5, replication=r).station("dispenser").yield_ for r in range(6)]
+    again = [Line(sampled, seed=5, replication=r).station("dispenser").yield_ for r in range(6)]
+    means = {Line(at_mean, seed=5, replication=r).station("dispenser").yield_ for r in range(6)}
+    assert draws == again  # seeded: the same replication draws the same process
+    assert len(set(draws)) == 6 and len(means) == 1  # a draw per replication; at the mean, one value
+    model = next(s for s in sampled.stations if s.name == "dispenser").response._learned
+    mean, sd = model.predict(INSIDE)["yield"]
+    assert all(abs(d - mean) <= 4 * sd + 1e-12 for d in draws)

@@ -12,9 +12,12 @@ A station's ``response`` may name a model instead of expressions::
 Each output gets a mean and a standard deviation (``gp``: the Gaussian process's posterior;
 ``gbm``: gradient boosting for the mean, the 16 % and 84 % quantiles for the spread;
 ``mlp_ensemble``: five networks from different seeds, their mean and spread). The twin runs on the
-mean. A setpoint whose nearest recipe is farther than ``max_distance`` (or whose predicted
+mean (or a draw, below). A setpoint whose nearest recipe is farther than ``max_distance`` (or whose predicted
 standard deviation exceeds ``max_std``) is refused with :class:`OutsideSupport` — never
-extrapolated — and the search counts it as infeasible.
+extrapolated — and the search counts it as infeasible. With ``sample: true`` (the default) each
+replication runs at its own draw from the model's uncertainty, ``mean + sd × z`` with ``z`` fixed
+per replication and output (a plausible process, the same at every setpoint), so the KPIs' CIs
+include what the data leaves open; ``sample: false`` runs at the mean.
 """
 from __future__ import annotations
 
@@ -146,13 +149,18 @@ class LearnedOutput:
 
     learned = True
 
-    def __init__(self, model: LearnedModel, name: str):
-        self.model, self.name = model, name
+    def __init__(self, model: LearnedModel, name: str, sample: bool = False):
+        self.model, self.name, self.sample = model, name, sample
 
     def __call__(self, values: Mapping[str, float]) -> float:
         """The mean, clipped into the response's valid range (a yield of 1.0014 is noise in the data,
         not a model fault)."""
+        return self.draw(values, 0.0)
+
+    def draw(self, values: Mapping[str, float], z: float) -> float:
+        """``mean + sd × z`` at ``values``, clipped into the response's valid range."""
         from twins.response import RESPONSE_RANGES
 
         lo, hi, _ = RESPONSE_RANGES[self.name]
-        return float(min(max(self.model.predict(values)[self.name][0], max(lo, 1e-9)), hi))
+        mean, sd = self.model.predict(values)[self.name]
+        return float(min(max(mean + sd * z, max(lo, 1e-9)), hi))

@@ -192,6 +192,9 @@ class Response(SpecModel):
     max_std: dict[Literal["cycle_time_factor", "yield", "power_kw"], float] = Field(
         default_factory=dict, description="with model: refuse setpoints where an output's sd exceeds this")
     seed: int = Field(default=0, ge=0, description="with model: seed of the fit")
+    sample: bool = Field(default=True, description="with model: each replication runs at its own draw from the "
+                                                   "model's uncertainty (mean + sd × z, z fixed per replication "
+                                                   "and output); false: at the mean")
     _learned: Any = PrivateAttr(default=None)
 
     @field_validator("data")
@@ -254,7 +257,7 @@ class Response(SpecModel):
                 if type(err).__name__ == "MissingDependency":
                     raise
                 raise SpecError(("data",), err.message) from None
-        return {key: LearnedOutput(self._learned, key) for key in self.outputs or {}}
+        return {key: LearnedOutput(self._learned, key, self.sample) for key in self.outputs or {}}
 
 
 #: Valid range of each response: (low, high, inclusive-low)

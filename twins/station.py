@@ -53,6 +53,10 @@ class StationRT:
         self.max_cycles = spec.rework.max_cycles if spec.rework else 0
         self.params = {p.name: p.setpoint for p in spec.parameters}
         self.responses = spec.response.compile(tuple(self.params)) if spec.response else {}
+        # a learned response sampled per replication: one standard-normal quantile per output, drawn once
+        sampled = [k for k, fn in self.responses.items() if getattr(fn, "sample", False)]
+        rng = line.stream(f"{spec.name}/response") if sampled else None
+        self.response_z = {k: float(rng.standard_normal()) for k in sampled} if rng is not None else {}
         # cumulative counters
         self.ops = 0  # operations completed
         self.good = 0
@@ -120,6 +124,8 @@ class StationRT:
     def apply_responses(self) -> None:
         """Re-evaluate the response models at the current setpoints."""
         vals = evaluate_responses(self.responses, self.params)
+        for key, z in self.response_z.items():  # a learned model's draw for this replication
+            vals[key] = self.responses[key].draw(self.params, z)  # type: ignore[attr-defined]
         self.factor = vals.get("cycle_time_factor", 1.0)
         self.yield_ = vals.get("yield", 1.0)
         self.p_scrap = 1.0 - (1.0 - self.scrap) * self.yield_
