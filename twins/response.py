@@ -217,12 +217,13 @@ class Response(SpecModel):
             raise ValueError(f"{', '.join(both)}: given both as an expression and as a model output")
         return self
 
-    def compile(self, names: tuple[str, ...]) -> dict[str, ResponseFunction]:
+    def compile(self, names: tuple[str, ...], *, fit: bool = True) -> dict[str, ResponseFunction]:
         """Callables per response name; a bad one raises :class:`SpecError` with the path
-        ``(response name,)``."""
+        ``(response name,)``. ``fit=False`` (reading a scenario) checks a learned model's inputs and
+        columns without fitting it: it is fitted when a line first runs it."""
         out: dict[str, ResponseFunction] = {}
         if self.model is not None:
-            out.update(self._compile_model(names))
+            out.update(self._compile_model(names) if fit else self._check_model(names))
         for key, spec in (("cycle_time_factor", self.cycle_time_factor), ("yield", self.yield_),
                           ("power_kw", self.power_kw)):
             if spec is None:
@@ -236,6 +237,19 @@ class Response(SpecModel):
             except InputError as err:  # ExpressionError included
                 raise SpecError((key,), err.message) from None
         return out
+
+    def _check_model(self, names: tuple[str, ...]) -> dict[str, ResponseFunction]:
+        inputs = tuple(self.inputs) if self.inputs else names
+        unknown = [n for n in inputs if n not in names]
+        if unknown:
+            raise SpecError(("inputs",), f"unknown parameter(s) {', '.join(unknown)} (parameters: {', '.join(names)})")
+        rows = self.data if isinstance(self.data, list) else []
+        missing = sorted({c for c in (*inputs, *(self.outputs or {}).values()) if any(c not in r for r in rows)})
+        if missing:
+            raise SpecError(("data",), f"recipe data lacks column(s) {', '.join(missing)}")
+        if len(rows) < 10:
+            raise SpecError(("data",), f"a {self.model} model needs at least 10 recipes, got {len(rows)}")
+        return {}
 
     def _compile_model(self, names: tuple[str, ...]) -> dict[str, ResponseFunction]:
         """The learned model's outputs, fitted once (a Response is shared by the lines built from it)."""

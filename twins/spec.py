@@ -354,7 +354,7 @@ def _check_parameters(j: int, st: Station) -> None:
     names = _unique(st.parameters, "parameter", f"stations[{j}].parameters") if st.parameters else {}
     if st.response is not None:
         try:
-            check_response_ranges(st.response.compile(tuple(names)), st.parameters)
+            check_response_ranges(st.response.compile(tuple(names), fit=False), st.parameters)
         except SpecError as err:  # its path starts at the response's name
             raise SpecError(("stations", j, "response", *err.path), err.msg) from None
 
