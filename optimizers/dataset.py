@@ -3,7 +3,8 @@
 One row per design point × replication: the point's index, the replication, the parameters in
 force (``station.parameter`` columns, physical units) and every line KPI of that replication.
 With ``per_part`` one row per unit that left the line instead (product, entry, exit and lead time,
-``good`` or ``scrap``): training data for a quality model.
+``good`` or ``scrap``, processing time per station, processing energy): training data for a
+quality or cycle-time model.
 All points run under one master seed (common random numbers, :mod:`optimizers.design`), so a
 model trained on the rows sees the parameters' effect, not seed-to-seed noise between points.
 
@@ -64,7 +65,7 @@ def make_dataset(scenario: Scenario, *, design: str = "lhs", n: int = 100, repli
                          progress=progress, parts=per_part)
     count = len(points)
     if per_part:
-        columns = _part_columns(space, ev)
+        columns = _part_columns(scenario, space, ev)
     else:
         columns = {
             "point": np.repeat(np.arange(count, dtype=np.int64), replications),
@@ -89,22 +90,30 @@ def make_dataset(scenario: Scenario, *, design: str = "lhs", n: int = 100, repli
     return Dataset(columns, metadata)
 
 
-def _part_columns(space: Sequence[Dimension], ev: Evaluated) -> dict[str, np.ndarray]:
+def _part_columns(scenario: Scenario, space: Sequence[Dimension], ev: Evaluated) -> dict[str, np.ndarray]:
     """One row per unit that left the line after warm-up: its design point and replication, the
     parameters in force, product, entry and exit time, lead time, outcome (``good`` | ``scrap``),
-    and the replication's energy per good unit (the twin does not meter energy per part)."""
+    its processing time at every station (``<station>.process_time``, downtime inside an operation
+    excluded, summed over rework visits, NaN where it did not go), the energy its processing drew
+    (``process_energy_kwh``: each station's busy power at the setpoints × that time) and the
+    replication's energy per good unit (which also carries idle, setup and standby energy)."""
     assert ev.parts is not None
-    point, rep, product, entry, exit_, outcome, energy = [], [], [], [], [], [], []
+    stations = [st.name for st in scenario.stations]
+    point, rep, product, entry, exit_, outcome, kwh, energy = [], [], [], [], [], [], [], []
+    times: dict[str, list[float]] = {name: [] for name in stations}
     per_unit = ev.kpis.get("energy_kwh_per_unit")
     for i, by_rep in enumerate(ev.parts):
-        for r, spans in enumerate(by_rep):
-            for name, t_in, t_out, result in spans:
+        for r, left in enumerate(by_rep):
+            for name, t_in, t_out, result, busy, process_kwh in left:
                 point.append(i)
                 rep.append(r)
                 product.append(name)
                 entry.append(t_in)
                 exit_.append(t_out)
                 outcome.append(result)
+                for st in stations:
+                    times[st].append(busy.get(st, math.nan))
+                kwh.append(process_kwh)
                 energy.append(math.nan if per_unit is None else per_unit[i, r])
     idx = np.asarray(point, dtype=np.int64)
     columns: dict[str, np.ndarray] = {"point": idx, "replication": np.asarray(rep, dtype=np.int64)}
@@ -112,7 +121,9 @@ def _part_columns(space: Sequence[Dimension], ev: Evaluated) -> dict[str, np.nda
         columns[d.key] = ev.points[idx, j] if len(idx) else np.zeros(0)
     t_in_a, t_out_a = np.asarray(entry, float), np.asarray(exit_, float)
     columns.update({"product": np.asarray(product, dtype=object), "entry_time": t_in_a, "exit_time": t_out_a,
-                    "lead_time": t_out_a - t_in_a, "outcome": np.asarray(outcome, dtype=object),
+                    "lead_time": t_out_a - t_in_a, "outcome": np.asarray(outcome, dtype=object)})
+    columns.update({f"{st}.process_time": np.asarray(times[st], float) for st in stations})
+    columns.update({"process_energy_kwh": np.asarray(kwh, float),
                     "replication_energy_kwh_per_unit": np.asarray(energy, float)})
     return columns
 

@@ -24,9 +24,11 @@ from scipy.stats import qmc
 
 from optimizers.grid import MAX_POINTS, grid_axes
 from optimizers.setpoints import Dimension, Setpoints, with_setpoints
+from twins.energy import BUSY
 from twins.errors import InputError, check_replications, check_seed
+from twins.eventlog import Event, part_operations
 from twins.kpi import line_kpis
-from twins.model import Line, PartSpan
+from twins.model import Line
 from twins.progress import bar as progress_bar
 from twins.spec import Scenario
 from twins.stats import run_replication
@@ -75,6 +77,11 @@ def setpoints_at(space: Sequence[Dimension], x: Sequence[float]) -> Setpoints:
     return out
 
 
+#: one unit that left the line: (product, entry time, exit time, "good" | "scrap", processing time
+#: per station visited, processing energy in kWh); times in the scenario's unit
+Unit = tuple[str, float, float, str, dict[str, float], float]
+
+
 @dataclass
 class Evaluated:
     """KPIs of every design point × replication: ``kpis[name][i, r]`` (NaN where undefined)."""
@@ -85,27 +92,47 @@ class Evaluated:
     seed: int
     simulated: int  # replications simulated (the cost in twin evaluations)
     seconds: float
-    #: with ``parts=True``: ``parts[i][r]`` — (product, entry, exit, "good" | "scrap") of every unit
-    #: that left the line in the observed window (after warm-up) of replication r at point i
-    parts: list[list[list[PartSpan]]] | None = None
+    #: with ``parts=True``: ``parts[i][r]`` — a :data:`Unit` for every unit that left the line in the
+    #: observed window (after warm-up) of replication r at point i
+    parts: list[list[list[Unit]]] | None = None
 
     def mean(self, kpi: str) -> np.ndarray:
         """The KPI's mean over replications at every point (NaN if any replication is undefined)."""
         return self.kpis[kpi].mean(axis=1)
 
 
-def _simulate(job: tuple[Scenario, int, int, int, bool]) -> tuple[int, int, dict[str, float], list[PartSpan]]:
+def _simulate(job: tuple[Scenario, int, int, int, bool]) -> tuple[int, int, dict[str, float], list[Unit]]:
     scenario, i, seed, r, parts = job
     if not parts:
         return i, r, run_replication(scenario, seed, r).kpis, []
-    # run_replication's two windows, with the part trace kept (it is not part of a Replication)
-    line = Line(scenario, seed, r, trace=True)
+    # run_replication's two windows, with the part trace and event log kept (not part of a Replication)
+    events: list[Event] = []
+    line = Line(scenario, seed, r, trace=True, events=events)
     line.run(scenario.horizon.warmup)
     s0 = line.snapshot()
     line.run(scenario.horizon.length)
     s1 = line.snapshot()
-    warmup = scenario.horizon.warmup
-    return i, r, line_kpis(line, s0, s1), [p for p in line.part_trace or () if p[2] > warmup]
+    return i, r, line_kpis(line, s0, s1), _units(line, events)
+
+
+def _units(line: Line, events: list[Event]) -> list[Unit]:
+    """The units that left ``line`` after warm-up with their processing times per station (downtime
+    inside an operation excluded; summed over visits when a part is reworked) and the energy their
+    processing drew: each station's busy power at the setpoints in force × those times."""
+    warmup = line.scenario.horizon.warmup
+    ops = part_operations(events)
+    busy_kw = {st.name: st.power[BUSY] for st in line.stations}
+    out: list[Unit] = []
+    for product, entry, exit_, outcome, part_id in line.part_trace or ():
+        if exit_ <= warmup:
+            continue
+        times: dict[str, float] = {}
+        kwh = 0.0
+        for station, _machine, busy, _on_machine in ops.get(part_id, ()):
+            times[station] = times.get(station, 0.0) + busy
+            kwh += busy_kw[station] * busy / line.uph
+        out.append((product, entry, exit_, outcome, times, kwh))
+    return out
 
 
 def evaluate_points(scenario: Scenario, space: Sequence[Dimension], points: np.ndarray, replications: int = 1,
@@ -125,7 +152,7 @@ def evaluate_points(scenario: Scenario, space: Sequence[Dimension], points: np.n
     scenarios = [with_setpoints(scenario, setpoints_at(space, x)) for x in points]  # bounds checked once, here
     jobs = [(sc, i, seed, r, parts) for i, sc in enumerate(scenarios) for r in range(replications)]
     rows: dict[tuple[int, int], dict[str, float]] = {}
-    units: dict[tuple[int, int], list[PartSpan]] = {}
+    units: dict[tuple[int, int], list[Unit]] = {}
     desc = progress if isinstance(progress, str) else f"{scenario.name}: {len(points)} points × {replications}"
     bar = progress_bar(total=len(jobs), desc=desc, unit="rep", disable=None if progress else True, leave=False)
     started = time.perf_counter()

@@ -127,3 +127,38 @@ def test_per_part_rows_match_the_line_kpis(glue, tmp_path):
     table = pq.read_table(tmp_path / "p.parquet")
     assert table.column("outcome").to_pylist() == list(outcome)
     assert read_metadata(tmp_path / "p.parquet")["rows"] == ds.rows
+
+
+def test_part_operations_exclude_downtime_inside_an_operation():
+    """A constant 25 s dispense with frequent clogs: the time on the machine grows when a clog
+    strikes mid-dispense, the processing time stays exactly 25 s."""
+    from twins.eventlog import part_operations
+    from twins.model import Line
+
+    sc = load_scenario("glue_dispensing", ["horizon.length=7200", "stations.dispenser.breakdowns.0.mtbf=600",
+                                           "stations.dispenser.process_time={dist: constant, value: 25}"])
+    events: list = []
+    Line(sc, 0, 0, events=events).run(7200)
+    ops = [op for by_part in part_operations(events).values() for op in by_part if op[0] == "dispenser"]
+    busy = np.array([op[2] for op in ops])
+    on_machine = np.array([op[3] for op in ops])
+    assert len(ops) > 100 and np.allclose(busy, 25.0)
+    assert (on_machine > 25.0 + 1.0).sum() >= 3  # clogs inside dispenses happened and were taken out
+
+
+def test_per_part_rows_carry_station_times_and_processing_energy(glue):
+    ds = make_dataset(glue, design="lhs", n=3, replications=1, seed=2, per_part=True)
+    c = ds.columns
+    good = c["outcome"] == "good"
+    assert np.all(c["uv_cure.process_time"][good] == 12.0)  # constant 12 s cure
+    assert np.isnan(c["uv_cure.process_time"][~good]).all() and (~good).sum() > 0  # scrapped at dispensing
+    loader = c["loader.process_time"]
+    assert loader.min() >= 5.5 and loader.max() <= 6.5  # uniform(5.5, 6.5)
+    total = np.nansum([loader, c["dispenser.process_time"], c["uv_cure.process_time"]], axis=0)
+    assert np.all(c["lead_time"] >= total - 1e-9)
+    # loader 0.6 kW and cure 1.2 kW busy; what is left is the dispenser's busy power, one per point
+    rest = c["process_energy_kwh"] - (0.6 * loader + 1.2 * np.nan_to_num(c["uv_cure.process_time"])) / 3600
+    kw = rest / (c["dispenser.process_time"] / 3600)
+    for i in range(3):
+        mine = kw[c["point"] == i]
+        assert mine.min() > 0 and np.allclose(mine, mine[0])

@@ -33,7 +33,7 @@ def test_interrupted_part_resumes_its_remaining_work_after_repair():
                    "breakdowns": [{"time_to_failure": 25.0, "repair_time": 5.0}]}], horizon=60)
     line = Line(sc, trace=True)
     line.run()
-    exits = [t_out for _, _, t_out, _ in line.part_trace]
+    exits = [span[2] for span in line.part_trace]
     # 0–10, 10–20, 20–25 work + 25–30 repair + 30–35 the remaining 5, 35–45
     assert exits[:4] == pytest.approx([10, 20, 35, 45])
 

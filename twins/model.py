@@ -33,8 +33,9 @@ from twins.spec import ArrivalSource, OrderSource, Scenario
 from twins.state import PlantState, check_state, place
 from twins.station import StationRT
 
-#: ``trace=True``: (product, entry time, exit time, "good" | "scrap") of every unit leaving the line
-PartSpan = tuple[str, float, float, str]
+#: ``trace=True``: (product, entry time, exit time, "good" | "scrap", part id) of every unit leaving
+#: the line; ids number the parts in arrival order when the line keeps an event log, else 0
+PartSpan = tuple[str, float, float, str, int]
 #: ``trace=True``: (machine, station, product, start, end) of every operation's processing
 OpSpan = tuple[str, str, str, float, float]
 #: ``sample_every``: (time, WIP, line power in kW, energy price, queue length per station)
@@ -402,7 +403,7 @@ class Line:
         if self.events is not None:
             self.events.append((now, "", "", part.id, part.product.name, "leave"))
         if self.part_trace is not None:
-            self.part_trace.append((part.product.name, part.t_entry, now, "good"))
+            self.part_trace.append((part.product.name, part.t_entry, now, "good", part.id))
         order = part.order
         if order is not None:
             order.remaining -= 1
@@ -415,7 +416,7 @@ class Line:
         self._leave(now)
         self.scrapped += 1
         if self.part_trace is not None:
-            self.part_trace.append((part.product.name, part.t_entry, now, "scrap"))
+            self.part_trace.append((part.product.name, part.t_entry, now, "scrap", part.id))
         if part.order is not None:  # an order still needs its units: remake one
             self.env.process(self._release(part.product, part.order))
 

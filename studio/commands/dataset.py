@@ -1,7 +1,7 @@
 """Synthetic training data: simulate a design over the process parameters, write Parquet or CSV.
 
 One row per design point × replication: the parameters in force and every line KPI (--per-part:
-one row per part instead, for supervised learning of its quality outcome). The design
+one row per part instead, for supervised learning of its quality outcome, station times or energy). The design
 (--design lhs|sobol|grid, scipy.stats.qmc) stays within the parameters' bounds; every point runs
 under the same master seed (common random numbers). The seed, the design and the scenario's
 fingerprint are stored in the file's metadata (Parquet schema key "twinopt"; for CSV in
@@ -30,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated station.parameter names to vary (default: all parameters)")
     p.add_argument("--per-part", action="store_true",
                    help="one row per part that left the line after warm-up: parameters in force, product, "
-                        "entry/exit/lead time, outcome (good|scrap), the replication's energy per good unit")
+                        "entry/exit/lead time, outcome (good|scrap), processing time per station "
+                        "(STATION.process_time), the energy its processing drew (process_energy_kwh) and the "
+                        "replication's energy per good unit")
     p.add_argument("--seed", type=int, default=0, help="seed of the design and master seed of the twin (default 0)")
     p.add_argument("--out", required=True, metavar="OUT", help="output file: .parquet (needs the data extra) or .csv")
     p.add_argument("--workers", type=int, default=1, metavar="K",
