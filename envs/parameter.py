@@ -19,6 +19,8 @@ from twins.model import Line
 from twins.spec import Scenario
 
 STATION_FEATURES = ("utilization", "blocked", "starved", "down")
+#: draws a random start may take to find setpoints the process models accept
+START_DRAWS = 100
 
 
 def resolve_scenario(scenario: str | Path | Scenario) -> Scenario:
@@ -74,7 +76,8 @@ class ParameterEnv(PicklesByReplay, gym.Env):
     * ``objective``: a line KPI name (:data:`twins.kpi.LINE_UNITS`, e.g. ``throughput``,
       ``energy_cost``); ``minimize``: reward its negative (for costs).
     * ``reward_scale``: divisor of the reward (default above); ``random_start``: random starting
-      setpoints; ``action_mode``: ``"absolute"`` or ``"delta"``.
+      setpoints within the bounds that the process models accept (redrawn if a learned model
+      refuses them); ``action_mode``: ``"absolute"`` or ``"delta"``.
 
     :meth:`figure` returns a plotly figure of the setpoints and KPIs over the episode.
     """
@@ -169,10 +172,9 @@ class ParameterEnv(PicklesByReplay, gym.Env):
         super().reset(seed=seed)
         self._record_reset(options)
         twin_seed = int(self.np_random.integers(2**31 - 1))
-        self.current = (self.np_random.uniform(self.low, self.high) if self.random_start else self.start.copy())
         self.line = Line(self.scenario, seed=twin_seed, replication=0)
         self.steps = 0
-        self._apply(self.current)
+        self.current = self._starting_setpoints()
         start = self.line.snapshot()
         self.line.run(self.scenario.horizon.warmup)
         self.s_last = self.line.snapshot()
@@ -180,6 +182,20 @@ class ParameterEnv(PicklesByReplay, gym.Env):
         kpis, stations = line_kpis(self.line, start, self.s_last), station_kpis(self.line, start, self.s_last)
         self.history = [{"t": self.line.env.now, "setpoints": self.current.copy(), "kpis": kpis, "reward": None}]
         return self._observe(kpis, stations), {"setpoints": self._named(self.current), "twin_seed": twin_seed}
+
+    def _starting_setpoints(self) -> np.ndarray:
+        """Today's setpoints, or with ``random_start`` a uniform draw within the bounds that the
+        process models accept (a learned model refuses points away from its data: redrawn, up to
+        :data:`START_DRAWS` times, then today's setpoints), applied to the twin."""
+        for _ in range(START_DRAWS if self.random_start else 0):
+            x = self.np_random.uniform(self.low, self.high)
+            try:
+                self._apply(x)
+            except OutsideSupport:
+                continue
+            return x
+        self._apply(self.start)
+        return self.start.copy()
 
     def step(self, action):
         if self.line is None:

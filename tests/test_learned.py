@@ -130,3 +130,19 @@ def test_each_replication_runs_at_its_own_draw_from_the_models_uncertainty():
     model = next(s for s in sampled.stations if s.name == "dispenser").response._learned
     mean, sd = model.predict(INSIDE)["yield"]
     assert all(abs(d - mean) <= 4 * sd + 1e-12 for d in draws)
+
+
+def test_random_starts_of_the_parameter_env_stay_within_the_data():
+    """Half the parameter box lies outside the recipes; a random start is redrawn until the model
+    accepts it (the PPO run on the learned cell crashed on its first reset before)."""
+    pytest.importorskip("gymnasium")
+    from envs.parameter import ParameterEnv
+
+    env = ParameterEnv(scenario="glue_dispensing_data", random_start=True, episode_steps=2)
+    starts = []
+    for seed in range(12):
+        env.reset(seed=seed)
+        model = next(s for s in env.scenario.stations if s.name == "dispenser").response._learned
+        starts.append(env.current.copy())
+        assert model.distance(dict(zip(NAMES, env.current, strict=True))) <= 0.15
+    assert len({tuple(s) for s in starts}) == 12  # random, not today's recipe every time
