@@ -7,9 +7,14 @@ SimPy pattern (``simpy.Store`` buffers, a breakdown process interrupting the mac
 SimPy's "machine shop" example). Both run the same horizon; we report finished parts per
 wall-clock second (best of ``--repeat`` runs each, interleaved) and the ratio.
 
-Also measured: replication speed-up from 1 to 2 worker processes on the same twin scenario.
+Also measured: replication speed-up from 1 to 2 worker processes on the same twin scenario, and
+how cost grows with the line: serial lines of 5, 20, 50 and 100 stations (the same station
+repeated) and the shipped foaming line (200+ process parameters), each run for about the same
+number of SimPy events. Reported per size: SimPy events per wall second, microseconds per event,
+parts per second, and the same line hand-written. Events are counted by SimPy's own event
+counter (every scheduled event: timeouts, store and resource events, process starts).
 
-    python benchmarks/bench_twin.py [--horizon 100000] [--repeat 3] [--replications 8]
+    python benchmarks/bench_twin.py [--horizon 100000] [--repeat 3] [--replications 8] [--sizes 5,20,50,100]
 """
 from __future__ import annotations
 
@@ -26,16 +31,16 @@ from twins.stats import replicate
 N_STATIONS, BUFFER, MEAN_PT, MTBF, MTTR = 5, 5, 1.0, 100.0, 5.0
 
 
-def twin_scenario(horizon: float) -> dict:
+def twin_scenario(horizon: float, stations: int = N_STATIONS) -> dict:
     return {
-        "name": "bench-5-station-line",
+        "name": f"bench-{stations}-station-line",
         "time_unit": "min",
         "horizon": {"length": horizon, "warmup": 0},
-        "products": [{"name": "P", "route": [f"S{i + 1}" for i in range(N_STATIONS)]}],
+        "products": [{"name": "P", "route": [f"S{i + 1}" for i in range(stations)]}],
         "sources": [{"kind": "saturated"}],
         "stations": [{"name": f"S{i + 1}", "buffer": BUFFER,
                       "process_time": {"dist": "exponential", "mean": MEAN_PT},
-                      "breakdowns": [{"mtbf": MTBF, "mttr": MTTR}]} for i in range(N_STATIONS)],
+                      "breakdowns": [{"mtbf": MTBF, "mttr": MTTR}]} for i in range(stations)],
     }
 
 
@@ -43,6 +48,19 @@ def run_twin(horizon: float, seed: int) -> int:
     line = Line(scenario_from_data(twin_scenario(horizon)), seed, 0)
     line.run()
     return line.good
+
+
+def events_of(env: simpy.Environment) -> int:
+    """Events scheduled so far: SimPy numbers every scheduled event with ``Environment._eid``."""
+    return next(env._eid)  # type: ignore[attr-defined]
+
+
+def timed_line(scenario, seed: int, horizon: float | None = None) -> tuple[float, int, int]:
+    """(wall seconds, SimPy events, good parts) of one run of ``scenario`` (building the line included)."""
+    t = time.perf_counter()
+    line = Line(scenario, seed, 0)
+    line.run(horizon)
+    return time.perf_counter() - t, events_of(line.env), line.good
 
 
 class HandwrittenMachine:
@@ -99,15 +117,18 @@ class HandwrittenMachine:
                 self.process.interrupt()
 
 
-def run_handwritten(horizon: float, seed: int) -> int:
-    """A straightforward SimPy model of the same line, as one would write it by hand."""
+def run_handwritten(horizon: float, seed: int, stations: int = N_STATIONS, events: list[int] | None = None) -> int:
+    """A straightforward SimPy model of the same line, as one would write it by hand; appends
+    its SimPy event count to ``events`` when given."""
     env = simpy.Environment()
     rng = np.random.default_rng(seed)
-    stores = [simpy.Store(env, capacity=BUFFER) for _ in range(N_STATIONS)]
+    stores = [simpy.Store(env, capacity=BUFFER) for _ in range(stations)]
     done = [0]
-    for i in range(N_STATIONS):
+    for i in range(stations):
         HandwrittenMachine(env, rng, stores, done, i)
     env.run(until=horizon)
+    if events is not None:
+        events.append(events_of(env))
     return done[0]
 
 
@@ -125,7 +146,9 @@ def main() -> None:
     ap.add_argument("--horizon", type=float, default=100_000.0, help="simulated minutes per run")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--replications", type=int, default=8, help="for the 1 → 2 worker speed-up")
+    ap.add_argument("--sizes", default="5,20,50,100", help="serial line sizes of the sweep (stations)")
     args = ap.parse_args()
+    args.sizes = [int(n) for n in args.sizes.split(",")]
 
     twin_best = hand_best = 0.0
     for _ in range(args.repeat):  # interleaved so machine noise hits both alike
@@ -147,7 +170,46 @@ def main() -> None:
     same = timings["tp1"] == timings["tp2"]
     print(f"replications: {args.replications} x {args.horizon / 4:g} min: 1 worker {timings[1]:.2f} s, "
           f"2 workers {timings[2]:.2f} s, speed-up {timings[1] / timings[2]:.2f}x, identical KPIs: {same}")
+    size_sweep(args)
     print(f"ratio twin/handwritten: {twin_best / hand_best:.2f}")
+
+
+def size_sweep(args: argparse.Namespace) -> None:
+    """Events/s and parts/s as the serial line grows, and the foaming line; per-event cost should
+    stay flat (a station's work per event does not depend on how many stations there are)."""
+    from twins.loader import load_scenario
+
+    budget = args.horizon * N_STATIONS  # station-minutes: every size simulates about as many events
+    print(f"size sweep (best of {args.repeat}, ~{budget:,.0f} station-minutes each):")
+    print(f"  {'line':<26}{'events':>10}{'events/s':>12}{'µs/event':>10}{'parts/s':>10}"
+          f"{'hand events/s':>15}{'twin/hand':>10}")
+    rows = []
+    for n in args.sizes:
+        horizon = budget / n
+        sc = scenario_from_data(twin_scenario(horizon, n))
+        twin = min((timed_line(sc, 1 + k) for k in range(args.repeat)), key=lambda r: r[0])
+        hand_s, hand_events = float("inf"), 0
+        for k in range(args.repeat):
+            ev: list[int] = []
+            t = time.perf_counter()
+            run_handwritten(horizon, 1 + k, n, ev)
+            hand_s, hand_events = min(hand_s, time.perf_counter() - t), ev[0]
+        rows.append((f"serial, {n} stations", twin, (hand_s, hand_events)))
+    try:
+        foam = load_scenario("foaming_line")
+    except Exception as err:  # not shipped in this checkout
+        print(f"  (foaming line skipped: {err})")
+    else:
+        twin = min((timed_line(foam, 1 + k) for k in range(args.repeat)), key=lambda r: r[0])
+        n_params = sum(len(st.parameters) for st in foam.stations)
+        rows.append((f"foaming line ({len(foam.stations)} st, {n_params} par)", twin, None))
+    for name, (secs, events, parts), hand in rows:
+        line = f"  {name:<26}{events:>10,}{events / secs:>12,.0f}{secs / events * 1e6:>10.2f}{parts / secs:>10,.0f}"
+        if hand is not None:
+            line += f"{hand[1] / hand[0]:>15,.0f}{(events / secs) / (hand[1] / hand[0]):>10.2f}"
+        print(line)
+    per_event = [r[1][0] / r[1][1] for r in rows if r[2] is not None]
+    print(f"  per-event cost, largest / smallest serial line: {max(per_event) / min(per_event):.2f}")
 
 
 if __name__ == "__main__":

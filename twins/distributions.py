@@ -30,6 +30,9 @@ from twins.specmodel import SpecModel
 BLOCK = 512
 #: Tail probability above the quantile that must be finite (see :meth:`_Dist.top`).
 TAIL = 1e-12
+#: Distinct frozen distributions kept for reuse (:meth:`_Dist.frozen`); the cache empties when full.
+FROZEN_CACHE = 4096
+_FROZEN: dict[tuple[object, ...], FrozenDist] = {}
 
 
 class FrozenDist(Protocol):
@@ -75,7 +78,26 @@ class _Dist(SpecModel):
         return float(self.frozen().isf(TAIL))
 
     def frozen(self) -> FrozenDist:
-        """The ``scipy.stats`` frozen distribution (for mean/variance/sampling)."""
+        """The ``scipy.stats`` frozen distribution (for mean/variance/sampling), shared by equal specs.
+
+        Freezing a scipy distribution builds its docstring (about a millisecond); a 100-station line
+        asks for hundreds of them while it is read and built, mostly equal ones. A spec is immutable
+        and a frozen distribution keeps no random state (samplers pass their own Generator), so one
+        object per distinct spec serves every caller."""
+        try:
+            key = (type(self), tuple(self.__dict__.values()))
+            return _FROZEN[key]
+        except KeyError:
+            pass
+        except TypeError:  # a field that cannot be hashed: no sharing
+            return self._freeze()
+        if len(_FROZEN) >= FROZEN_CACHE:
+            _FROZEN.clear()
+        frozen = _FROZEN[key] = self._freeze()
+        return frozen
+
+    def _freeze(self) -> FrozenDist:
+        """Build the family's frozen ``scipy.stats`` distribution."""
         raise NotImplementedError
 
     @property
@@ -109,7 +131,7 @@ class Constant(_Dist):
     dist: Literal["constant"] = "constant"
     value: float = Field(ge=0, description="the time, in the scenario time unit")
 
-    def frozen(self) -> FrozenDist:
+    def _freeze(self) -> FrozenDist:
         # a constant needs no scipy object: mean, variance, top and sampler are overridden
         raise NotImplementedError("a constant has no scipy distribution")
 
@@ -140,7 +162,7 @@ class Uniform(_Dist):
         if self.high < self.low:
             raise ValueError("high must be ≥ low")
 
-    def frozen(self) -> FrozenDist:
+    def _freeze(self) -> FrozenDist:
         return cast(FrozenDist, stats.uniform(loc=self.low, scale=self.high - self.low))
 
 
@@ -156,7 +178,7 @@ class Triangular(_Dist):
         if not self.low <= self.mode <= self.high or self.high == self.low:
             raise ValueError("need low ≤ mode ≤ high and low < high")
 
-    def frozen(self) -> FrozenDist:
+    def _freeze(self) -> FrozenDist:
         scale = self.high - self.low
         return cast(FrozenDist, stats.triang(c=(self.mode - self.low) / scale, loc=self.low, scale=scale))
 
@@ -167,7 +189,7 @@ class Exponential(_Dist):
     dist: Literal["exponential"]
     mean_: float = Field(gt=0, alias="mean", description="mean time")
 
-    def frozen(self) -> FrozenDist:
+    def _freeze(self) -> FrozenDist:
         return cast(FrozenDist, stats.expon(scale=self.mean_))
 
     def sampler(self, rng: np.random.Generator) -> Iterator[float]:
@@ -187,7 +209,7 @@ class Normal(_Dist):
     mean_: float = Field(ge=0, alias="mean", description="mean of the untruncated normal")
     sd: float = Field(gt=0, description="standard deviation of the untruncated normal")
 
-    def frozen(self) -> FrozenDist:
+    def _freeze(self) -> FrozenDist:
         return cast(FrozenDist, stats.truncnorm(a=-self.mean_ / self.sd, b=np.inf, loc=self.mean_, scale=self.sd))
 
 
@@ -198,7 +220,7 @@ class Lognormal(_Dist):
     mean_: float = Field(gt=0, alias="mean")
     cv: float = Field(gt=0, description="coefficient of variation, sd/mean")
 
-    def frozen(self) -> FrozenDist:
+    def _freeze(self) -> FrozenDist:
         sigma2 = np.log1p(self.cv ** 2)
         return cast(FrozenDist, stats.lognorm(s=np.sqrt(sigma2), scale=self.mean_ * np.exp(-sigma2 / 2)))
 
@@ -210,7 +232,7 @@ class Gamma(_Dist):
     mean_: float = Field(gt=0, alias="mean")
     cv: float = Field(gt=0, description="coefficient of variation, sd/mean")
 
-    def frozen(self) -> FrozenDist:
+    def _freeze(self) -> FrozenDist:
         shape = 1.0 / self.cv ** 2
         return cast(FrozenDist, stats.gamma(a=shape, scale=self.mean_ / shape))
 
@@ -222,7 +244,7 @@ class Weibull(_Dist):
     shape: float = Field(gt=0)
     scale: float = Field(gt=0)
 
-    def frozen(self) -> FrozenDist:
+    def _freeze(self) -> FrozenDist:
         return cast(FrozenDist, stats.weibull_min(c=self.shape, scale=self.scale))
 
 
@@ -247,7 +269,7 @@ class Empirical(_Dist):
         probs: npt.NDArray[np.float64] = w / w.sum()  # numpy types ndarray.sum() as Any
         return probs
 
-    def frozen(self) -> FrozenDist:
+    def _freeze(self) -> FrozenDist:
         return cast(FrozenDist, stats.rv_discrete(values=(np.arange(len(self.values)), self._probs())))
 
     @property
