@@ -52,7 +52,7 @@ def run_twin(horizon: float, seed: int) -> int:
 
 def events_of(env: simpy.Environment) -> int:
     """Events scheduled so far: SimPy numbers every scheduled event with ``Environment._eid``."""
-    return next(env._eid)  # type: ignore[attr-defined]
+    return next(env._eid)
 
 
 def timed_line(scenario, seed: int, horizon: float | None = None) -> tuple[float, int, int]:

@@ -22,6 +22,7 @@ include what the data leaves open; ``sample: false`` runs at the mean.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ from twins.errors import InputError
 
 MODELS = ("gp", "gbm", "mlp_ensemble")
 ENSEMBLE = 5
+#: points whose predictions a model keeps (:meth:`LearnedModel.predict`)
+RECENT = 64
 _CACHED = 16
 _FITS: dict[tuple[Any, ...], dict[str, _Fit]] = {}  # fitted models by (kind, seed, inputs, outputs, data)
 
@@ -91,6 +94,9 @@ class LearnedModel:
             while len(_FITS) > _CACHED:
                 _FITS.pop(next(iter(_FITS)))
         self.fits = _FITS[key]
+        #: predictions (or the refusal) at the last few points: every output of a station asks at
+        #: the same setpoints, and a scikit-learn predict call costs about a millisecond
+        self._recent: OrderedDict[tuple[float, ...], dict[str, tuple[float, float]] | str] = OrderedDict()
 
     def _fit(self, y: npt.NDArray[np.float64], seed: int) -> _Fit:
         from sklearn.ensemble import GradientBoostingRegressor
@@ -126,6 +132,21 @@ class LearnedModel:
 
     def predict(self, values: Mapping[str, float]) -> dict[str, tuple[float, float]]:
         """Output → (mean, standard deviation) at ``values``; :class:`OutsideSupport` beyond the data."""
+        key = tuple(float(values[n]) for n in self.inputs)
+        known = self._recent.get(key)
+        if known is None:
+            try:
+                known = self._predict(values)
+            except OutsideSupport as err:
+                known = str(err)
+            self._recent[key] = known
+            if len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
+        if isinstance(known, str):
+            raise OutsideSupport(known)
+        return dict(known)
+
+    def _predict(self, values: Mapping[str, float]) -> dict[str, tuple[float, float]]:
         dist = self.distance(values)
         where = ", ".join(f"{n}={float(values[n]):g}" for n in self.inputs)
         if dist > self.max_distance:
