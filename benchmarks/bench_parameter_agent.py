@@ -39,9 +39,12 @@ GRID = {"dispenser.pressure_bar": 15, "dispenser.speed_mm_s": 11, "dispenser.tem
 
 
 def agent_setpoints(policy: Path, episodes: int, env_kwargs: dict) -> tuple[dict, float]:
+    """The agent's recipe: median setpoints over the last quarter of greedy episodes started from
+    today's recipe (median over episodes), and the seconds per episode."""
     model = load_model(policy)
     kwargs = {k: v for k, v in env_kwargs.items() if k != "random_start"}  # start from today's recipe
-    env = ParameterEnv("glue_dispensing", **kwargs)
+    kwargs.setdefault("scenario", "glue_dispensing")
+    env = ParameterEnv(**kwargs)
     finals = []
     started = time.perf_counter()
     for seed in range(episodes):

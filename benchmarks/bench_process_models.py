@@ -9,13 +9,20 @@ the true twin, checked against its replay). Regret = true optimum's margin − t
 true margin, both replayed with the same replications and seed (common random numbers). One
 simulated hour per replication after the warm-up keeps it quick.
 
+With ``--agent runs/X/model.zip`` (a PPO agent trained on ``twinopt/Parameter-v0`` over the
+learned glue cell, e.g. as runs/X/config.json records) the agent's recipe — median setpoints over
+the last quarter of greedy episodes from today's recipe — is replayed in the true twin the same way.
+
     python benchmarks/bench_process_models.py [--budget 40] [--reference-budget 120] [--seeds 3]
+                                              [--agent runs/glue_data_ppo/model.zip] [--models gp,gbm]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 import optuna
 
@@ -53,6 +60,9 @@ def main() -> None:
     ap.add_argument("--reference-budget", type=int, default=120)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--replications", type=int, default=3)
+    ap.add_argument("--models", default="quadratic,gp,gbm,mlp_ensemble", help="process models to compare")
+    ap.add_argument("--agent", default=None, metavar="MODEL", help="also replay this Parameter-v0 agent's recipe")
+    ap.add_argument("--episodes", type=int, default=5, help="the agent's greedy episodes")
     opts = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     truth = load_scenario("glue_dispensing", HORIZON)
@@ -66,7 +76,7 @@ def main() -> None:
           f"margin {optimum:.1f} at " + ", ".join(f"{k}={v:.3g}" for k, v in best_sp.items()))
     print(f"each model: TPE with {opts.budget} trials x {opts.replications} replications on the model's twin, "
           f"{opts.seeds} seeds; its recommendation replayed in the true twin ({reps} replications, CRN)")
-    for kind in ("quadratic", "gp", "gbm", "mlp_ensemble"):
+    for kind in opts.models.split(","):
         t = time.perf_counter()
         try:
             sc = model_scenario(kind)
@@ -83,6 +93,22 @@ def main() -> None:
         print(f"  {kind:13s} regret mean {statistics.mean(regrets):7.1f} (each: "
               f"{', '.join(f'{r:.1f}' for r in regrets)}) = {statistics.mean(regrets) / optimum:.1%} of the optimum; "
               f"fit {fit_s:.1f} s; {infeasible} of {opts.seeds * opts.budget} trials refused outside the data")
+    if opts.agent:
+        replay_agent(Path(opts.agent), opts.episodes, truth, optimum, reps, seed)
+
+
+def replay_agent(policy: Path, episodes: int, truth, optimum: float, reps: int, seed: int) -> None:
+    """The trained agent's recipe on the true twin: regret like the searches' above."""
+    from bench_parameter_agent import agent_setpoints
+
+    config = policy.parent / "config.json"
+    call = json.loads(config.read_text()).get("call", {}) if config.exists() else {}
+    agent, per_episode = agent_setpoints(policy, episodes, call.get("env_kwargs", {}))
+    regret = optimum - true_margin(truth, agent["dispenser"], reps, seed)
+    trained = (f"{call.get('algo')} {call.get('timesteps')} env steps" if call else "training unknown")
+    print(f"  PPO agent     regret {regret:7.1f} = {regret / optimum:.1%} of the optimum at "
+          + ", ".join(f"{k}={v:.3g}" for k, v in agent["dispenser"].items())
+          + f" ({trained}; {episodes} greedy episodes, {per_episode:.1f} s each)")
 
 
 if __name__ == "__main__":
