@@ -17,6 +17,7 @@ import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +70,8 @@ def grid_axes(space: Sequence[Dimension], points_per_parameter: int | Mapping[st
 
 def grid_search(scenario: Scenario, points_per_parameter: int | Mapping[str, int], replications: int = 5,
                 seed: int = 0, *, objective: str = "margin", direction: str = "maximize",
-                params: Sequence[str] | None = None, workers: int = 1, progress: bool = False) -> GridResult:
+                params: Sequence[str] | None = None, workers: int = 1, progress: bool = False,
+                executor: Executor | None = None) -> GridResult:
     """Score every point of the full factorial grid; see the module docstring.
 
     Args:
@@ -80,6 +82,7 @@ def grid_search(scenario: Scenario, points_per_parameter: int | Mapping[str, int
         params: ``station.parameter`` names; default every parameter of every station.
         workers: worker processes for the replications (results identical for any value).
         progress: show a progress bar.
+        executor: where the replications run instead (:mod:`twins.executors`, e.g. Ray); same numbers.
     """
     if direction not in ("maximize", "minimize"):
         raise InputError(f"direction must be maximize or minimize, got {direction!r}")
@@ -91,7 +94,7 @@ def grid_search(scenario: Scenario, points_per_parameter: int | Mapping[str, int
         raise InputError(f"grid of {' × '.join(map(str, shape))} = {total} points is too large (max {MAX_POINTS})")
     values = np.full(shape, np.nan)
     started = time.perf_counter()
-    with Evaluator(scenario, objective, replications, seed, workers) as evaluate:
+    with Evaluator(scenario, objective, replications, seed, workers, executor) as evaluate:
         for index in track(itertools.product(*(range(n) for n in shape)), total=total,
                            disable=None if progress else True,
                            desc=f"{scenario.name}: grid {' × '.join(map(str, shape))}", unit="point"):
