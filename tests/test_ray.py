@@ -139,3 +139,22 @@ def test_without_ray_installed_the_executor_option_names_the_extra():
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and 'pip install "twinopt[ray]"' in lines[0], lines
+
+
+def test_api_run_job_on_the_servers_ray_cluster_gives_the_local_result(ray_cluster, tmp_path):  # noqa: F811
+    pytest.importorskip("plotly")
+    from studio.api.jobs import execute
+
+    params = {"replications": 3, "seed": 2, "set": ["horizon.length=2000", "horizon.warmup=300"]}
+    local = execute("run", ["smt_line"], params, tmp_path / "local", lambda f: None)
+    on_ray = execute("run", ["smt_line"], params, tmp_path / "ray", lambda f: None, executor="ray",
+                     ray_address=ray_cluster.address)
+    assert local.result == on_ray.result
+
+
+def test_serve_refuses_a_ray_executor_it_cannot_use(tmp_path):
+    pytest.importorskip("fastapi")
+    for extra in ([], ["--ray-address", f"127.0.0.1:{free_port()}"]):
+        proc = run_cli("serve", "--port", "0", "--data", str(tmp_path), "--executor", "ray", *extra)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1

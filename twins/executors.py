@@ -46,7 +46,7 @@ def _apply(fn: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
 
 
 def fan_out(fn: Callable[[T], R], items: Sequence[T], *, executor: Executor | None = None, workers: int = 1,
-            chunksize: int = 1, done: Callable[[int], None] | None = None) -> list[R]:
+            chunksize: int = 1, done: Callable[[int], object] | None = None) -> list[R]:
     """``[fn(item) for item in items]``, fanned out; results in the order of ``items``.
 
     ``executor`` may be any :class:`concurrent.futures.Executor` (a :class:`RayExecutor`, a process
@@ -178,6 +178,14 @@ class RayExecutor(Executor):
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
             self._owns = False
+
+
+def check_ray(address: str | None) -> None:
+    """Fail fast (:class:`InputError`) when ``--executor ray`` cannot work: ray not installed, or
+    no cluster answering at ``address`` — before any simulation, without joining the cluster."""
+    _import_ray()
+    if address:
+        check_address(address)
 
 
 @contextmanager
