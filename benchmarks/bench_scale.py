@@ -15,8 +15,9 @@ The glue cell (scenarios/glue_dispensing.yaml, one 8 h shift per replication), o
 Every executor must give bit-identical KPIs; the benchmark checks it. A paper projection follows:
 a Sobol' study of ``--params`` parameters with ``--base`` base samples has base × (params + 2)
 design points × ``--reps`` replications; its wall time on N nodes of ``--cores`` CPUs from the cost
-per replication measured here (in this process, and on the 1-CPU Ray in chunked tasks) and the
-measured Ray start-up; docs/scaling.md states the assumptions. Nothing of it ran on N nodes.
+per replication measured here (CPU seconds in this process plus an empty task's cost; and the
+wall time per replication on the 1-CPU Ray in chunked tasks) and the measured Ray start-up;
+docs/scaling.md states the assumptions. Nothing of it ran on N nodes.
 
     nice python benchmarks/bench_scale.py                       # a few minutes on 2 shared cores
     python benchmarks/bench_scale.py --replications 20 --points 10 --noops 100   # quicker
@@ -52,14 +53,17 @@ class Glue:
         self.points = design_points(self.space, "lhs", points, seed)
         self.ref_reps: dict | None = None
         self.ref_design: dict | None = None
+        self.cpu_per_rep = float("nan")
 
     def warm_up(self, executor: Executor | None, width: int) -> None:
         replicate(self.scenario, 2 * width, self.seed + 1, workers=1, executor=executor)
 
     def replications(self, executor: Executor | None) -> float:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         summary = replicate(self.scenario, self.n, self.seed, workers=1, executor=executor).summary()
         seconds = time.perf_counter() - started
+        if executor is None:  # CPU seconds of this process: the cost on a core of its own
+            self.cpu_per_rep = (time.process_time() - cpu) / self.n
         if self.ref_reps is None:
             self.ref_reps = summary
         assert summary == self.ref_reps, "KPIs differ from the in-process run"
@@ -90,7 +94,7 @@ def projection(per_rep_s: float, per_task_s: float, params: int, base: int, reps
         tasks = -(-jobs // chunk)
         seconds = (jobs * per_rep_s + tasks * per_task_s) / width + startup_s
         rows.append({"nodes": n, "cpus": width, "replications": jobs, "tasks": tasks, "chunk": chunk,
-                     "hours": seconds / 3600})
+                     "minutes": seconds / 60})
     return rows
 
 
@@ -143,26 +147,28 @@ def main() -> None:
         print(f"{r['executor']:<24}{n / r['reps_s']:>16.1f}{d / r['design_s']:>15.1f}{r['startup_s']:>12.1f}")
     inproc, ray1 = rows[0], rows[3]
     per_rep = inproc["reps_s"] / n
-    extra_task_ms = 1000 * (ray1["reps_s"] - inproc["reps_s"]) / n
     per_rep_ray = ray1["design_s"] / d
-    print(f"per replication: {1000 * per_rep:.1f} ms in this process; Ray, 1 CPU: {1000 * ray1['reps_s'] / n:.1f} ms "
-          f"as one task each (+{extra_task_ms:.1f} ms per task), {1000 * per_rep_ray:.1f} ms in chunked tasks")
-    print(f"Ray, 1 CPU: empty task round trip {noop_ms:.2f} ms")
+    print(f"per replication: {1000 * glue.cpu_per_rep:.1f} ms CPU in this process; wall {1000 * per_rep:.1f} ms in "
+          f"this process, {1000 * ray1['reps_s'] / n:.1f} ms on the 1-CPU Ray as one task each, "
+          f"{1000 * per_rep_ray:.1f} ms in chunked tasks")
+    print(f"Ray, 1 CPU: {args.noops} empty tasks, {noop_ms:.2f} ms each (submit to result, pipelined)")
     startup = max(r["startup_s"] for r in rows)
     jobs = args.base * (args.params + 2) * args.reps
     print(f"projection (paper, not run): Sobol' study of {args.params} parameters, N = {args.base}, {args.reps} "
           f"replications per point = {jobs:,} glue replications on nodes of {args.cores} CPUs, "
           f"+{startup:.0f} s start-up")
-    best = projection(per_rep, noop_ms / 1000, args.params, args.base, args.reps, args.cores, args.nodes, startup)
+    best = projection(glue.cpu_per_rep, noop_ms / 1000, args.params, args.base, args.reps, args.cores, args.nodes,
+                      startup)
     here = projection(per_rep_ray, 0.0, args.params, args.base, args.reps, args.cores, args.nodes, startup)
-    print(f"{'nodes':>6}{'CPUs':>7}{'tasks':>8}{'chunk':>7}{'hours at in-process cost':>26}"
-          f"{'hours at Ray cost here':>24}")
+    print(f"{'nodes':>6}{'CPUs':>7}{'tasks':>8}{'chunk':>7}{'min, CPU cost + empty task':>28}"
+          f"{'min, Ray wall cost here':>25}")
     for a, b in zip(best, here, strict=True):
-        print(f"{a['nodes']:>6}{a['cpus']:>7}{a['tasks']:>8}{a['chunk']:>7}{a['hours']:>26.2f}{b['hours']:>24.2f}")
+        print(f"{a['nodes']:>6}{a['cpus']:>7}{a['tasks']:>8}{a['chunk']:>7}{a['minutes']:>28.1f}{b['minutes']:>25.1f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"replications": n, "design_replications": d, "rows": rows, "noop_task_ms": noop_ms,
                        "per_replication_ms": 1000 * per_rep, "per_replication_ray_chunked_ms": 1000 * per_rep_ray,
+                       "cpu_per_replication_ms": 1000 * glue.cpu_per_rep,
                        "projection_in_process_cost": best, "projection_ray_cost_here": here}, f, indent=2)
 
 

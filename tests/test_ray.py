@@ -6,6 +6,7 @@ cluster is one line and exit 2."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from conftest import ROOT, SCENARIOS, run_cli
 from raycluster import free_port, ray_cluster, replication_always_dying, replication_dying_once  # noqa: F401
 
 from twins.errors import ExecutorError, InputError
-from twins.executors import RayExecutor, fan_out, open_executor
+from twins.executors import RayExecutor, check_address, fan_out, open_executor
 from twins.loader import load_scenario
 from twins.stats import compare, replicate
 
@@ -124,6 +125,13 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2_at_once():
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "--ray-address" in proc.stderr
     assert time.monotonic() - started < 30
+    with socket.socket() as foreign:  # a port that accepts connections but is no Ray head
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        started = time.monotonic()
+        with pytest.raises(InputError, match="not a Ray cluster"):
+            check_address(f"127.0.0.1:{foreign.getsockname()[1]}", timeout=1.0)
+        assert time.monotonic() - started < 10
     with pytest.raises(InputError):
         with open_executor("ray", address="not-an-address"):
             pass

@@ -101,25 +101,43 @@ def _import_ray() -> Any:
     return ray
 
 
+#: an HTTP/2 client's first bytes: the connection preface and an empty SETTINGS frame
+_H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
 def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """:class:`InputError` unless ``host:port`` (optionally ``ray://host:port``) accepts a TCP
-    connection within ``timeout`` seconds — ray.init would otherwise retry for minutes."""
+    """:class:`InputError` unless ``host:port`` (optionally ``ray://host:port``) answers like a Ray
+    head within ``timeout`` seconds: it accepts a TCP connection and speaks gRPC (HTTP/2: its first
+    frame is SETTINGS). ray.init retries a dead or foreign address for minutes instead."""
     hostport = address.removeprefix("ray://")
     host, sep, port = hostport.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise InputError(f"--ray-address {address!r}: give HOST:PORT of the cluster's head (ray start --head)")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
+            conn.sendall(_H2_HELLO)
+            frame = b""
+            while len(frame) < 9:
+                got = conn.recv(9 - len(frame))
+                if not got:
+                    break
+                frame += got
+    except TimeoutError:
+        frame = b""
     except OSError as err:
         raise InputError(f"--ray-address {address}: no Ray cluster reachable there ({err.strerror or err})") from None
+    if len(frame) < 9 or frame[3] != 0x04:
+        raise InputError(f"--ray-address {address}: something answers there, but not a Ray cluster's head "
+                         f"(no gRPC within {timeout:g} s)")
 
 
 class RayExecutor(Executor):
     """A :class:`concurrent.futures.Executor` whose calls are Ray tasks (see the module docstring).
 
     Joins the cluster at ``address`` or starts a private local Ray with ``workers`` CPUs; the
-    process's Ray connection is shut down again by :meth:`shutdown` if this executor opened it.
+    process's Ray connection is shut down again by :meth:`shutdown` if this executor opened it. A
+    process already connected to Ray (``ray.init`` called before) keeps that connection: Ray allows
+    one per process. ``max_retries``: how often Ray re-runs a task whose worker or node died.
     """
 
     def __init__(self, address: str | None = None, workers: int | None = None, max_retries: int = MAX_RETRIES):
@@ -163,9 +181,12 @@ class RayExecutor(Executor):
         elif isinstance(err, self._ray.exceptions.RayTaskError):  # the job raised: its own exception
             cause = getattr(err, "cause", None)
             out.set_exception(cause if isinstance(cause, Exception) else err.as_instanceof_cause())
-        elif isinstance(err, self._ray.exceptions.RayError):  # worker or node lost beyond the retries
-            out.set_exception(ExecutorError(f"a Ray task was lost after {self._max_retries} retries "
-                                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"))
+        elif isinstance(err, self._ray.exceptions.RayError):
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            x = self._ray.exceptions
+            lost = (x.WorkerCrashedError, x.NodeDiedError, x.ObjectLostError, x.LocalRayletDiedError)
+            what = f"was lost after {self._max_retries} retries" if isinstance(err, lost) else "failed in Ray"
+            out.set_exception(ExecutorError(f"a Ray task {what} ({type(err).__name__}: {first})"))
         else:
             out.set_exception(err)
 
