@@ -82,7 +82,7 @@ def test_search_trials_and_recommendation_identical_on_ray(ray_cluster, known): 
 
     kw = dict(budget=5, sampler="random", replications=2, top_k=2, final_replications=2, seed=4,
               sensitivity_step=None)
-    local = parameter_search(known, workers=2, **kw)
+    local = parameter_search(known, workers=1, **kw)
     with open_executor("ray", address=ray_cluster.address) as ex:
         on_ray = parameter_search(known, executor=ex, **kw)
     assert [t.values for t in local.trials] == [t.values for t in on_ray.trials]
@@ -149,6 +149,7 @@ def test_without_ray_installed_the_executor_option_names_the_extra():
     assert len(lines) == 1 and 'pip install "twinopt[ray]"' in lines[0], lines
 
 
+@pytest.mark.slow  # the same simulate() as the CLI test above, plus the job's report
 def test_api_run_job_on_the_servers_ray_cluster_gives_the_local_result(ray_cluster, tmp_path):  # noqa: F811
     pytest.importorskip("plotly")
     from studio.api.jobs import execute
