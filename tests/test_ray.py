@@ -1,6 +1,7 @@
 """``--executor ray``: the same seed gives bit-identical KPIs on a real Ray cluster (started on
 127.0.0.1 by the fixture, tests/raycluster.py) as in local processes at 1 and 2 workers — for
-replications, paired comparisons, sensitivity designs, datasets, a parameter search and the CLI; a
+replications, paired comparisons, sensitivity designs, datasets, a parameter search, a grid, the
+CLI and an API job; a
 worker killed mid-run is retried by Ray and the result is complete; a missing ray or an unreachable
 cluster is one line and exit 2."""
 from __future__ import annotations
@@ -90,6 +91,16 @@ def test_search_trials_and_recommendation_identical_on_ray(ray_cluster, known): 
     assert local.recommendation.predicted == on_ray.recommendation.predicted
 
 
+def test_grid_identical_on_ray(ray_cluster, known):  # noqa: F811
+    from optimizers.grid import grid_search
+
+    local = grid_search(known, 3, replications=2, seed=1, workers=1)
+    with open_executor("ray", address=ray_cluster.address) as ex:
+        on_ray = grid_search(known, 3, replications=2, seed=1, executor=ex)
+    np.testing.assert_array_equal(local.values, on_ray.values)
+    assert local.best_setpoints == on_ray.best_setpoints
+
+
 def test_cli_run_on_the_cluster_writes_the_same_json_as_locally(ray_cluster, tmp_path):  # noqa: F811
     a, b = tmp_path / "local.json", tmp_path / "ray.json"
     common = ["run", "smt_line", "-n", "3", "--seed", "4", "--set", "horizon.length=2000",
@@ -167,3 +178,26 @@ def test_serve_refuses_a_ray_executor_it_cannot_use(tmp_path):
         proc = run_cli("serve", "--port", "0", "--data", str(tmp_path), "--executor", "ray", *extra)
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # a whole server, its job workers and a job
+def test_twinopt_serve_with_ray_runs_its_jobs_on_the_cluster(ray_cluster, tmp_path):  # noqa: F811
+    pytest.importorskip("fastapi")
+    from apiserver import serve
+
+    from studio.api.client import Client
+
+    drivers = ray_cluster.temp_dir / "session_latest" / "logs"
+    before = set(drivers.glob("python-core-driver-*"))
+    overrides = ["horizon.length=2000", "horizon.warmup=300"]
+    with serve(tmp_path / "data", "--executor", "ray", "--ray-address", ray_cluster.address) as server:
+        with Client(server.url, server.key("engineer", "erin")) as c:
+            job = c.submit("run", "smt_line", {"replications": 3, "seed": 7, "set": overrides})
+            done = c.wait(job.id, timeout=240)
+    assert done.status == "succeeded", done.error
+    assert set(drivers.glob("python-core-driver-*")) - before  # a job worker joined the cluster
+    out = tmp_path / "cli.json"
+    local = run_cli("run", "smt_line", "-n", "3", "--seed", "7", *(a for o in overrides for a in ("--set", o)),
+                    "--json", str(out), "-q")
+    assert local.returncode == 0, local.stderr
+    assert done.result == json.loads(out.read_text())

@@ -276,11 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--ray-address", dest="ray_address", default=None)
     args = p.parse_args(argv)
-    EXECUTION.update(executor=args.executor, ray_address=args.ray_address)  # inherited by the forked workers
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     if args.parent:
         threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
     from studio.api import queue  # not __main__: task names must match the API's
+
+    # the module run_job reads (this file runs as __main__); inherited by the forked workers
+    queue.EXECUTION.update(executor=args.executor, ray_address=args.ray_address)
 
     huey = queue.make_huey(args.data)
 
