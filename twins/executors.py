@@ -186,7 +186,9 @@ class RayExecutor(Executor):
             x = self._ray.exceptions
             lost = (x.WorkerCrashedError, x.NodeDiedError, x.ObjectLostError, x.LocalRayletDiedError)
             what = f"was lost after {self._max_retries} retries" if isinstance(err, lost) else "failed in Ray"
-            out.set_exception(ExecutorError(f"a Ray task {what} ({type(err).__name__}: {first})"))
+            lost_or_failed = ExecutorError(f"a Ray task {what} ({type(err).__name__}: {first})")
+            lost_or_failed.__cause__ = err  # Ray's own error, for callers that decide on its type
+            out.set_exception(lost_or_failed)
         else:
             out.set_exception(err)
 
