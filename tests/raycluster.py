@@ -85,8 +85,10 @@ def start_cluster(cpus: int = 2) -> RayCluster:
            "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen(
         [str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--num-cpus", str(cpus), "--include-dashboard=false", "--dashboard-port", str(free_port()),
-         "--disable-usage-stats", "--temp-dir", str(temp_dir)],
+         "--num-cpus", str(cpus), "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp_dir),
+         # Ray's fixed default ports, free ones instead: another cluster on this machine must not collide
+         *(arg for flag in ("--dashboard-port", "--dashboard-agent-listen-port")
+           for arg in (flag, str(free_port())))],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     cluster = RayCluster(f"127.0.0.1:{port}", cpus, proc.pid, temp_dir)
     try:
