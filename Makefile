@@ -21,10 +21,10 @@ demo: $(VENV)/.installed
 		--json out/smt_line.json --html out/smt_line.html
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2 -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 test-all: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

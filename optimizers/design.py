@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ from optimizers.setpoints import Dimension, Setpoints, with_setpoints
 from twins.energy import BUSY
 from twins.errors import InputError, check_replications, check_seed
 from twins.eventlog import Event, part_operations
+from twins.executors import chunk_size, fan_out, parallelism
 from twins.kpi import line_kpis
 from twins.model import Line
 from twins.progress import bar as progress_bar
@@ -151,31 +152,17 @@ def evaluate_points(scenario: Scenario, space: Sequence[Dimension], points: np.n
     points = np.asarray(points, float)
     scenarios = [with_setpoints(scenario, setpoints_at(space, x)) for x in points]  # bounds checked once, here
     jobs = [(sc, i, seed, r, parts) for i, sc in enumerate(scenarios) for r in range(replications)]
-    rows: dict[tuple[int, int], dict[str, float]] = {}
-    units: dict[tuple[int, int], list[Unit]] = {}
     desc = progress if isinstance(progress, str) else f"{scenario.name}: {len(points)} points × {replications}"
     bar = progress_bar(total=len(jobs), desc=desc, unit="rep", disable=None if progress else True, leave=False)
     started = time.perf_counter()
     try:
-        if executor is None and workers <= 1:
-            for job in jobs:
-                i, r, k, u = _simulate(job)
-                rows[i, r], units[i, r] = k, u
-                bar.update()
-        else:
-            own = executor is None
-            pool = executor or ProcessPoolExecutor(max_workers=workers)
-            try:
-                # chunks keep the per-task overhead small next to a few-millisecond replication
-                chunk = max(1, min(64, math.ceil(len(jobs) / (8 * max(workers, 1)))))
-                for i, r, k, u in pool.map(_simulate, jobs, chunksize=chunk):
-                    rows[i, r], units[i, r] = k, u
-                    bar.update()
-            finally:
-                if own:
-                    pool.shutdown(cancel_futures=True)
+        # chunks keep the per-task overhead small next to a few-millisecond replication
+        chunk = chunk_size(len(jobs), parallelism(executor, workers))
+        out = fan_out(_simulate, jobs, executor=executor, workers=workers, chunksize=chunk, done=bar.update)
     finally:
         bar.close()
+    rows = {(i, r): k for i, r, k, _ in out}
+    units: dict[tuple[int, int], list[Unit]] = {(i, r): u for i, r, _, u in out}
     names = list(rows[0, 0]) if rows else []
     kpis = {name: np.array([[rows[i, r].get(name, math.nan) for r in range(replications)]
                             for i in range(len(points))], float).reshape(len(points), replications)

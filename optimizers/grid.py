@@ -17,14 +17,17 @@ import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 
-from optimizers.setpoints import Dimension, Evaluator, Setpoints, search_space
-from twins.errors import InputError
-from twins.progress import track
+from optimizers.setpoints import MAX_SEED, Dimension, Setpoints, check_objective, search_space, with_setpoints
+from twins.errors import InputError, check_replications, check_seed
+from twins.executors import chunk_size, fan_out, parallelism
+from twins.progress import bar as progress_bar
 from twins.spec import Scenario
+from twins.stats import run_replication
 
 #: refuse grids beyond this many points (a typo like 100 points for 4 parameters is 10⁸ runs)
 MAX_POINTS = 200_000
@@ -67,9 +70,22 @@ def grid_axes(space: Sequence[Dimension], points_per_parameter: int | Mapping[st
     return axes
 
 
+def _objective_at(job: tuple[Scenario, int, int, str]) -> float:
+    """The objective KPI of one replication; NaN where it is undefined or a learned process model
+    refuses the setpoints (outside its recipe data), as :class:`~optimizers.setpoints.Evaluator` scores it."""
+    from twins.learned import OutsideSupport
+
+    scenario, seed, r, objective = job
+    try:
+        return run_replication(scenario, seed, r).kpis.get(objective, math.nan)
+    except OutsideSupport:
+        return math.nan
+
+
 def grid_search(scenario: Scenario, points_per_parameter: int | Mapping[str, int], replications: int = 5,
                 seed: int = 0, *, objective: str = "margin", direction: str = "maximize",
-                params: Sequence[str] | None = None, workers: int = 1, progress: bool = False) -> GridResult:
+                params: Sequence[str] | None = None, workers: int = 1, progress: bool = False,
+                executor: Executor | None = None) -> GridResult:
     """Score every point of the full factorial grid; see the module docstring.
 
     Args:
@@ -78,8 +94,9 @@ def grid_search(scenario: Scenario, points_per_parameter: int | Mapping[str, int
         replications: replications per point, same master ``seed`` for all points (CRN).
         objective: a line KPI; ``direction`` ``maximize`` or ``minimize`` picks the best point.
         params: ``station.parameter`` names; default every parameter of every station.
-        workers: worker processes for the replications (results identical for any value).
+        workers: worker processes for the replications of all points (results identical for any value).
         progress: show a progress bar.
+        executor: where the replications run instead (:mod:`twins.executors`, e.g. Ray); same numbers.
     """
     if direction not in ("maximize", "minimize"):
         raise InputError(f"direction must be maximize or minimize, got {direction!r}")
@@ -89,17 +106,31 @@ def grid_search(scenario: Scenario, points_per_parameter: int | Mapping[str, int
     total = math.prod(shape)
     if total > MAX_POINTS:
         raise InputError(f"grid of {' × '.join(map(str, shape))} = {total} points is too large (max {MAX_POINTS})")
-    values = np.full(shape, np.nan)
+    check_replications(replications)
+    check_seed(seed, MAX_SEED + 1)
+    check_objective(scenario, objective)
     started = time.perf_counter()
-    with Evaluator(scenario, objective, replications, seed, workers) as evaluate:
-        for index in track(itertools.product(*(range(n) for n in shape)), total=total,
-                           disable=None if progress else True,
-                           desc=f"{scenario.name}: grid {' × '.join(map(str, shape))}", unit="point"):
-            sp: Setpoints = {}
-            for d, a, i in zip(space, axes, index, strict=True):
-                sp.setdefault(d.station, {})[d.name] = float(a[i])
-            x = evaluate(sp)
-            values[index] = float(x.mean()) if not np.isnan(x).any() else np.nan
+    points = []
+    for index in itertools.product(*(range(n) for n in shape)):
+        sp: Setpoints = {}
+        for d, a, j in zip(space, axes, index, strict=True):
+            sp.setdefault(d.station, {})[d.name] = float(a[j])
+        points.append(with_setpoints(scenario, sp))
+    # every point × replication fans out at once (a cluster runs the whole grid, not one point's
+    # replications at a time); the same numbers as scoring the points one by one
+    jobs = [(sc, seed, r, objective) for sc in points for r in range(replications)]
+    bar = progress_bar(total=len(jobs), desc=f"{scenario.name}: grid {' × '.join(map(str, shape))}", unit="rep",
+                       disable=None if progress else True)
+    try:
+        got = fan_out(_objective_at, jobs, executor=executor, workers=workers,
+                      chunksize=chunk_size(len(jobs), parallelism(executor, workers)), done=bar.update)
+    finally:
+        bar.close()
+    values = np.full(total, np.nan)
+    for k in range(total):
+        x = np.array(got[k * replications:(k + 1) * replications], float)
+        values[k] = float(x.mean()) if not np.isnan(x).any() else np.nan
+    values = values.reshape(shape)
     seconds = time.perf_counter() - started
     if np.isnan(values).all():
         raise InputError(f"{objective} is undefined (NaN) at every grid point")

@@ -34,6 +34,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -145,7 +146,8 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
                      direction: Direction = "maximize", params: Sequence[str] | None = None,
                      replications: int = 5, seed: int = 0, top_k: int = 5, final_replications: int = 20,
                      workers: int = 1, progress: bool = False, sim_seed: int | None = None,
-                     warm_start: bool = True, sensitivity_step: float | None = 0.05) -> SearchResult:
+                     warm_start: bool = True, sensitivity_step: float | None = 0.05,
+                     executor: Executor | None = None) -> SearchResult:
     """Search the scenario's process parameters for the best ``objective``; see the module docstring.
 
     Args:
@@ -160,6 +162,7 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
         top_k: distinct best trials re-simulated for the final choice.
         final_replications: replications of each finalist and of the baseline (≥ 2, for CIs).
         workers: worker processes for the replications (1 = this process); same numbers either way.
+        executor: where the replications run instead (:mod:`twins.executors`, e.g. Ray); same numbers.
         progress: show progress bars.
         sim_seed: master seed of the trial replications (default ``seed``); the final replays use
             ``sim_seed + 1``. Fixing it while varying ``seed`` keeps one objective function for
@@ -193,7 +196,7 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
     trials: list[TrialRecord] = []
     if warm_start:
         study.enqueue_trial({d.key: d.current for d in space})
-    with Evaluator(scenario, objective, replications, sim_seed, workers) as evaluate:
+    with Evaluator(scenario, objective, replications, sim_seed, workers, executor) as evaluate:
         bar = progress_bar(total=budget, desc=f"{scenario.name}: {METHOD[sampler]}", unit="trial",
                            disable=None if progress else True)  # None: only on a terminal
         try:

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,14 +125,18 @@ def check_objective(scenario: Scenario, objective: str) -> str:
 class Evaluator:
     """Scores setpoints in the twin: the objective KPI of ``replications`` replications under one
     master ``seed`` (common random numbers across calls). ``workers > 1`` keeps one process pool
-    for all calls; results do not depend on it. Use as a context manager (closes the pool)."""
+    for all calls, or the calls go to ``executor`` (:mod:`twins.executors`, e.g. Ray; the caller
+    shuts it down); results do not depend on either. Use as a context manager (closes the pool)."""
 
-    def __init__(self, scenario: Scenario, objective: str, replications: int, seed: int, workers: int = 1):
+    def __init__(self, scenario: Scenario, objective: str, replications: int, seed: int, workers: int = 1,
+                 executor: Executor | None = None):
         check_replications(replications)
         check_seed(seed, MAX_SEED + 1)  # the search's final replays use seed + 1
         check_objective(scenario, objective)
         self.scenario, self.objective, self.replications, self.seed = scenario, objective, replications, seed
-        self.pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+        self._owns_pool = executor is None
+        self.pool = executor if executor is not None else ProcessPoolExecutor(max_workers=workers) if workers > 1 \
+            else None
         self.evaluations = 0  # setpoint evaluations (trials)
         self.simulated = 0  # replications simulated in total
 
@@ -157,9 +161,9 @@ class Evaluator:
             return np.full(self.replications, np.nan)
 
     def close(self) -> None:
-        if self.pool is not None:
+        if self.pool is not None and self._owns_pool:
             self.pool.shutdown(cancel_futures=True)
-            self.pool = None
+        self.pool = None
 
     def __enter__(self) -> Evaluator:
         return self

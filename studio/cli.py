@@ -14,7 +14,9 @@ Exit codes (README, "Exit codes"), each with one line on stderr when not 0:
 * 5 — a push failed and not even the rollback could be confirmed
   (:class:`~twins.errors.EquipmentUncertain`), ``twinopt: equipment: uncertain: …``; the endpoint
   is blocked until ``twinopt push --reconcile``;
-* 1 — internal error (a bug), ``twinopt: internal error: …``; ``--debug`` shows the traceback.
+* 1 — internal error (a bug), ``twinopt: internal error: …``; ``--debug`` shows the traceback; or
+  the executor lost work beyond its retries (:class:`~twins.errors.ExecutorError`: a Ray worker or
+  node died more often than Ray retries a task), ``twinopt: executor: …`` — never a shorter result.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import importlib
 import os
 import sys
 
-from twins.errors import EquipmentError, EquipmentUncertain, InputError, NoSolutionFound
+from twins.errors import EquipmentError, EquipmentUncertain, ExecutorError, InputError, NoSolutionFound
 from twins.extras import requires
 
 #: subcommand name -> module; order is the order of ``twinopt --help``.
@@ -88,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except EquipmentError as err:
         print(f"twinopt: equipment: {err}", file=sys.stderr)
         return 5 if isinstance(err, EquipmentUncertain) else 4
+    except ExecutorError as err:  # e.g. a Ray worker lost beyond Ray's retries: no shorter result
+        print(f"twinopt: executor: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("twinopt: interrupted", file=sys.stderr)
         return 130

@@ -53,6 +53,12 @@ class NoSolutionFound(TwinoptError):
         super().__init__(message)
 
 
+class ExecutorError(TwinoptError):
+    """A fanned-out job failed outside its own code: a Ray worker or node lost beyond Ray's retries,
+    or a task that returned fewer results than it was given (:mod:`twins.executors`). The run
+    fails rather than report a shorter set of replications; the CLI exits with 1."""
+
+
 class EnvelopeViolation(TwinoptError):
     """A setpoint or plan outside the safety envelope (bounds, rate limits, interlocks)."""
 

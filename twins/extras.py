@@ -26,6 +26,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "studio": ("dash", "flask", "waitress"),
     "models": ("sklearn",),
     "data": ("SALib", "pyarrow"),
+    "ray": ("ray",),
 }
 _EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}
 #: twinopt's own packages: a missing one is a broken installation, never a missing extra

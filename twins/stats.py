@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -21,6 +21,7 @@ import numpy.typing as npt
 from scipy import stats as sps
 
 from twins.errors import check_replications, check_seed
+from twins.executors import fan_out
 from twins.jsonsafe import finite_or_none
 from twins.kpi import line_kpis, station_kpis, units
 from twins.machine import StateSpan
@@ -120,8 +121,8 @@ def replicate(scenario: Scenario, replications: int | None = None, seed: int = 0
               state: PlantState | None = None) -> Results:
     """Run ``replications`` independent replications (in parallel processes by default).
 
-    ``executor`` may be any :class:`concurrent.futures.Executor` (a Ray or Dask executor plugs in
-    here); otherwise ``workers`` processes are used (1 = in this process). ``sample_every``
+    ``executor`` may be any :class:`concurrent.futures.Executor` (:mod:`twins.executors`: Ray);
+    otherwise ``workers`` processes are used (1 = in this process). ``sample_every``
     records time series for the first ``series_replications`` replications (for reports). With a
     plant ``state`` every replication starts from it (:mod:`twins.state`), with its own streams.
     """
@@ -131,30 +132,14 @@ def replicate(scenario: Scenario, replications: int | None = None, seed: int = 0
     if state is not None:  # bad input fails here, once, not in every worker
         check_state(state, scenario)
     jobs = [(scenario, seed, r, sample_every if r < series_replications else None, state) for r in range(n)]
-    results: list[Replication | None] = [None] * n
     desc = progress if isinstance(progress, str) else f"{scenario.name}: replications"
     bar = progress_bar(total=n, desc=desc, unit="rep", disable=None if progress else True, leave=False)
     workers = default_workers(n) if workers is None else max(1, workers)
     try:
-        if executor is None and workers == 1:
-            for job in jobs:
-                results[job[2]] = _run_one(job)
-                bar.update()
-        else:
-            own = executor is None
-            pool = executor or ProcessPoolExecutor(max_workers=workers)
-            try:
-                futures = {pool.submit(_run_one, job): job[2] for job in jobs}
-                for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    bar.update()
-            finally:
-                if own:
-                    pool.shutdown(cancel_futures=True)
+        # in the order of the replications, whatever order they finished in
+        done = fan_out(_run_one, jobs, executor=executor, workers=workers, done=bar.update)
     finally:
         bar.close()
-    done = [r for r in results if r is not None]
-    assert len(done) == n  # every replication reported (a failed one raised above)
     return Results(scenario, seed, done)
 
 
@@ -193,15 +178,16 @@ class Comparison:
 
 
 def compare(a: Scenario, b: Scenario, replications: int | None = None, seed: int = 0, *, workers: int | None = None,
-            progress: bool = False, state: PlantState | None = None, state_b: PlantState | None = None
-            ) -> Comparison:
+            executor: Executor | None = None, progress: bool = False, state: PlantState | None = None,
+            state_b: PlantState | None = None) -> Comparison:
     """Run both scenarios with the same seeds (common random numbers) and pair the replications;
     from the plant ``state`` when given (B from ``state_b`` if given: the same plant without the
-    setpoints B's what-if sets)."""
+    setpoints B's what-if sets). ``workers`` and ``executor`` as in :func:`replicate`."""
     n = a.replications if replications is None else replications
-    ra = replicate(a, n, seed, workers=workers, progress=f"{a.name}: replications" if progress else False,
-                   state=state)
-    rb = replicate(b, n, seed, workers=workers, progress=f"{b.name}: replications" if progress else False,
+    ra = replicate(a, n, seed, workers=workers, executor=executor,
+                   progress=f"{a.name}: replications" if progress else False, state=state)
+    rb = replicate(b, n, seed, workers=workers, executor=executor,
+                   progress=f"{b.name}: replications" if progress else False,
                    state=state if state_b is None else state_b)
     return Comparison(ra, rb)
 

@@ -50,17 +50,19 @@ class Kind:
     quiet: str | None = "--quiet"
     recommends: bool = False
     fixed: tuple[str, ...] = ()
+    #: its simulations fan out: they run where the server's ``--executor`` says
+    fans_out: bool = False
 
 
 SPECS: dict[str, Kind] = {
     "run": Kind(("run",), frozenset({"replications", "seed", "set", "from_state"}),
-                {"--json": "result.json", "--html": "report.html"}, fixed=("--workers", "1")),
+                {"--json": "result.json", "--html": "report.html"}, fixed=("--workers", "1"), fans_out=True),
     "compare": Kind(("compare",), frozenset({"b", "replications", "seed", "set_a", "set_b", "from_state"}),
-                    {"--json": "result.json"}, fixed=("--workers", "1")),
+                    {"--json": "result.json"}, fixed=("--workers", "1"), fans_out=True),
     "optimize": Kind(("optimize",), frozenset({"budget", "sampler", "objective", "minimize", "params", "replications",
                                                "top_k", "final_replications", "seed", "set"}),
                      {"--json": "recommendation.json", "--html": "report.html"}, recommends=True,
-                     fixed=("--workers", "1")),
+                     fixed=("--workers", "1"), fans_out=True),
     "schedule": Kind(("recommend", "schedule"), frozenset({"solver", "time_limit", "seed", "replications", "cv",
                                                            "mtbf", "mttr", "idle_kw", "busy_kw", "time_unit"}),
                      {"--out": "recommendation.json"}, quiet=None, recommends=True),
@@ -218,8 +220,11 @@ class JobCancelled(Exception):
 
 
 def execute(kind: str, positional: list[str], params: Mapping[str, Any], folder: Path,
-            progress: Callable[[float], None], scenario_label: str | None = None) -> Outcome:
+            progress: Callable[[float], None], scenario_label: str | None = None, executor: str | None = "local",
+            ray_address: str | None = None) -> Outcome:
     """Run the job's command in this process with outputs in ``folder``; errors propagate.
+    A kind that fans out runs its simulations on ``executor`` (the server's ``--executor``,
+    ``--ray-address``); the numbers are the same on either.
 
     Writes ``result.json`` or ``recommendation.json``, and where the kind has them ``report.html``
     and ``figures.json`` (the report's plotly figures)."""
@@ -229,6 +234,8 @@ def execute(kind: str, positional: list[str], params: Mapping[str, Any], folder:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     args = parse(command_argv(kind, positional, params, folder))
+    if SPECS[kind].fans_out:
+        args.executor, args.ray_address = executor or "local", ray_address
     figs: list[Any] | None = None
     with listen(progress), _captured():
         if kind == "run":

@@ -41,6 +41,9 @@ HEARTBEAT_S = 1.0
 STALE_S = 10.0
 
 _stores: dict[str, Store] = {}
+#: where the jobs' simulations run: ``twinopt serve --executor … --ray-address …`` (a server
+#: setting, not a job parameter: a request must not point the server at another cluster)
+EXECUTION: dict[str, str | None] = {"executor": "local", "ray_address": None}
 
 
 def make_huey(data_dir: str | Path) -> SqliteHuey:
@@ -97,7 +100,7 @@ def run_job(job_id: str, db_url: str, data_dir: str) -> None:
         if params.get("from_state"):
             params["from_state"] = str(materialize_state(store, params["from_state"], Path(data_dir)))
         outcome = execute(row.kind, positional, params, folder, progress,
-                          scenario_label=row.scenario)
+                          scenario_label=row.scenario, **EXECUTION)
         if isinstance(outcome.result, dict) and "from_state" in outcome.result:
             outcome.result["from_state"] = json.loads(row.params)["from_state"]  # the state's id, not a path
         status = "succeeded"
@@ -270,11 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--parent", type=int, default=None)
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--ray-address", dest="ray_address", default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     if args.parent:
         threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
     from studio.api import queue  # not __main__: task names must match the API's
+
+    # the module run_job reads (this file runs as __main__); inherited by the forked workers
+    queue.EXECUTION.update(executor=args.executor, ray_address=args.ray_address)
 
     huey = queue.make_huey(args.data)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from studio.executor import add_arguments as add_executor_arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="scenario YAML file or shipped name")
@@ -18,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-state", dest="from_state", metavar="STATE",
                    help="both start from a plant state file of A's line (docs/state.md); no warm-up unless set")
     p.add_argument("--workers", type=int, default=None)
+    add_executor_arguments(p)
     p.add_argument("--json", metavar="OUT")
     p.add_argument("--quiet", "-q", action="store_true")
 
@@ -25,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from studio.executor import executor_of
     from studio.output import LINE_KPIS, check_writable, console, fmt, write_json
     from twins.errors import check_replications
     from twins.loader import load_scenario
@@ -42,8 +46,9 @@ def main(args: argparse.Namespace) -> int:
         plant = load_state(args.from_state, load_scenario(args.a) if args.set_a else a)
         a, state = what_if(plant, a, args.set_a)
         b, state_b = what_if(plant, b, args.set_b)
-    result = compare(a, b, args.replications, args.seed, workers=args.workers, progress=not args.quiet,
-                     state=state, state_b=state_b)
+    with executor_of(args) as executor:
+        result = compare(a, b, args.replications, args.seed, workers=args.workers, executor=executor,
+                         progress=not args.quiet, state=state, state_b=state_b)
     summary = result.summary()
     if args.from_state:
         summary["from_state"] = args.from_state

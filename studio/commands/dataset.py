@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 
+from studio.executor import add_arguments as add_executor_arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file or shipped name")
@@ -37,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="OUT", help="output file: .parquet (needs the data extra) or .csv")
     p.add_argument("--workers", type=int, default=1, metavar="K",
                    help="processes for the simulations (default 1; the file is identical for any K)")
+    add_executor_arguments(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field first, e.g. horizon.length=3600 (repeatable)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
@@ -45,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from studio.executor import executor_of
     from studio.output import check_writable
     from twins.errors import InputError
     from twins.extras import requires
@@ -64,8 +68,10 @@ def main(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario, args.overrides)
     params = [p for p in args.params.split(",") if p.strip()] if args.params else None
-    ds = make_dataset(scenario, design=args.design, n=args.n, replications=args.replications, seed=args.seed,
-                      params=params, workers=args.workers, progress=not args.quiet, per_part=args.per_part)
+    with executor_of(args) as executor:
+        ds = make_dataset(scenario, design=args.design, n=args.n, replications=args.replications, seed=args.seed,
+                          params=params, workers=args.workers, executor=executor, progress=not args.quiet,
+                          per_part=args.per_part)
     if suffix == ".parquet":
         write_parquet(ds, args.out)
         where = args.out

@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from studio.executor import add_arguments as add_executor_arguments
+
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
     """The search options shared with ``twinopt recommend setpoints``."""
@@ -36,6 +38,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="master seed of the sampler and the twin (default 0)")
     p.add_argument("--workers", type=int, default=1, metavar="K",
                    help="processes for the replications (default 1; results identical for any K)")
+    add_executor_arguments(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field first, e.g. horizon.length=7500 (repeatable)")
     p.add_argument("--html", metavar="OUT", help="write the optimization history and parameter importance charts")
@@ -53,6 +56,7 @@ def run_search(args: argparse.Namespace, out: str | None):
 
     from optimizers.search import MAXIMIZED_KPIS, Direction, parameter_search, write_html
     from optimizers.setpoints import check_objective
+    from studio.executor import executor_of
     from studio.output import check_writable
     from twins.errors import InputError
     from twins.loader import load_scenario
@@ -72,10 +76,11 @@ def run_search(args: argparse.Namespace, out: str | None):
     if direction == "maximize" and args.objective not in MAXIMIZED_KPIS and not args.quiet:
         print(f"note: maximizing {args.objective}; pass --minimize to minimize it", file=sys.stderr)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    result = parameter_search(scenario, budget=args.budget, sampler=args.sampler, objective=args.objective,
-                              direction=direction, params=params, replications=args.replications, seed=args.seed,
-                              top_k=args.top_k, final_replications=args.final_replications, workers=args.workers,
-                              progress=not args.quiet)
+    with executor_of(args) as executor:
+        result = parameter_search(scenario, budget=args.budget, sampler=args.sampler, objective=args.objective,
+                                  direction=direction, params=params, replications=args.replications,
+                                  seed=args.seed, top_k=args.top_k, final_replications=args.final_replications,
+                                  workers=args.workers, progress=not args.quiet, executor=executor)
     if not args.quiet:
         print_summary(result)
     if out:

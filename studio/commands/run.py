@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from studio.executor import add_arguments as add_executor_arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file or shipped name (smt_line …)")
@@ -20,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start from a plant state file (docs/state.md) instead of an empty line; no warm-up "
                         "unless --set horizon.warmup=… is given")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: one per core)")
+    add_executor_arguments(p)
     p.add_argument("--json", metavar="OUT", help="write the KPI summary as JSON")
     p.add_argument("--html", metavar="OUT", help="write an HTML report with plots")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
@@ -28,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def simulate(args: argparse.Namespace):
     """Validate the options and run the replications: ``(results, summary)``, the summary being
     exactly what ``--json`` writes (the API's run jobs call this too)."""
+    from studio.executor import executor_of
     from studio.output import check_writable
     from twins.errors import InputError, check_replications
     from twins.loader import load_scenario
@@ -48,8 +52,9 @@ def simulate(args: argparse.Namespace):
         as_is = load_scenario(args.scenario) if args.overrides else scenario
         scenario, state = what_if(load_state(args.from_state, as_is), scenario, args.overrides)
     sample_every = scenario.horizon.length / 600 if args.html else None
-    results = replicate(scenario, args.replications, args.seed, workers=args.workers, progress=not args.quiet,
-                        sample_every=sample_every, series_replications=1, state=state)
+    with executor_of(args) as executor:
+        results = replicate(scenario, args.replications, args.seed, workers=args.workers, executor=executor,
+                            progress=not args.quiet, sample_every=sample_every, series_replications=1, state=state)
     summary = results.summary()
     summary["scenario_file"] = args.scenario
     if args.overrides:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 
+from studio.executor import add_arguments as add_executor_arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file or shipped name")
@@ -32,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the design, the bootstrap and the twin (default 0)")
     p.add_argument("--workers", type=int, default=1, metavar="K",
                    help="processes for the simulations (default 1; results identical for any K)")
+    add_executor_arguments(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field first, e.g. horizon.length=3600 (repeatable)")
     p.add_argument("--json", metavar="OUT", help="write the indices, their CIs and the cost as JSON")
@@ -40,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from studio.executor import executor_of
     from studio.output import check_writable, write_json
     from twins.errors import InputError
     from twins.extras import requires
@@ -55,13 +59,14 @@ def main(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario, args.overrides)
     params = [p for p in args.params.split(",") if p.strip()] if args.params else None
-    common = dict(kpi=args.kpi, params=params, replications=args.replications, seed=args.seed,
-                  workers=args.workers, progress=not args.quiet)
-    if args.method == "sobol":
-        result = sobol_indices(scenario, n=128 if args.n is None else args.n, **common)
-    else:
-        result = morris_screening(scenario, n=20 if args.n is None else args.n, levels=args.levels,
-                                  **common)
+    with executor_of(args) as executor:
+        common = dict(kpi=args.kpi, params=params, replications=args.replications, seed=args.seed,
+                      workers=args.workers, executor=executor, progress=not args.quiet)
+        if args.method == "sobol":
+            result = sobol_indices(scenario, n=128 if args.n is None else args.n, **common)
+        else:
+            result = morris_screening(scenario, n=20 if args.n is None else args.n, levels=args.levels,
+                                      **common)
     if args.json:
         write_json(args.json, result.summary())
     if args.html:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from twins.executors import EXECUTORS
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
@@ -37,8 +39,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opc-password-env", metavar="VAR", help="variable holding --opc-username's password")
     p.add_argument("--opc-dwell-scale", type=float, default=1.0, metavar="F",
                    help="factor on the envelope's dwell times (1; 1/S for a virtual plant at --speed S)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where jobs' simulations run: local (in the job's worker, default) or ray (Ray tasks on "
+                        "the cluster at --ray-address; the [ray] extra)")
+    p.add_argument("--ray-address", dest="ray_address", default=None, metavar="HOST:PORT",
+                   help="with --executor ray: the Ray cluster every run, compare and optimize job joins")
     p.add_argument("--endpoint-allow", action="append", default=[], metavar="PREFIX",
                    help="OPC UA endpoints pushes may go to (default: opc.tcp://127.0.0.1: and opc.tcp://localhost:)")
+
+
+def _execution(args: argparse.Namespace) -> list[str]:
+    """The job workers' executor options, checked now: a server must not accept jobs it cannot run.
+    A cluster is required: a private Ray per job would cost seconds of start-up each."""
+    from twins.errors import InputError
+    from twins.executors import check_ray
+
+    if args.executor == "local":
+        if args.ray_address:
+            raise InputError("--ray-address needs --executor ray")
+        return []
+    if not args.ray_address:
+        raise InputError("twinopt serve --executor ray needs --ray-address HOST:PORT (a running Ray cluster)")
+    check_ray(args.ray_address)
+    return ["--executor", "ray", "--ray-address", args.ray_address]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -60,6 +83,7 @@ def main(args: argparse.Namespace) -> int:
         if value <= 0:
             raise InputError(f"{flag} must be > 0, got {value:g}")
     security = _opc_security(args)
+    execution = _execution(args)
     with requires("api", "twinopt serve"):
         import uvicorn
 
@@ -97,7 +121,8 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err})") from None
     port = sock.getsockname()[1]
     consumer = _Consumer([sys.executable, "-m", "studio.api.queue", "--db", settings.url, "--data",
-                          str(data.resolve()), "--workers", str(args.workers), "--parent", str(os.getpid())])
+                          str(data.resolve()), "--workers", str(args.workers), "--parent", str(os.getpid()),
+                          *execution])
     consumer.start()
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"twinopt serve: http://{host}:{port}/api/v1 (OpenAPI at http://{host}:{port}/docs), data in {data}, "
