@@ -43,10 +43,26 @@ def load_policy(model_path: str | Path):
     return _load(str(path.resolve()), path.stat().st_mtime)
 
 
+def scores_any_size(model) -> bool:
+    """Whether ``model``'s network scores job rows one by one (:class:`~optimizers.rl.networks.JobScorer`),
+    so it can be asked about any number of jobs, not only its training family's."""
+    from optimizers.rl.networks import JobScorer
+
+    return isinstance(getattr(getattr(model, "policy", None), "mlp_extractor", None), JobScorer)
+
+
 def greedy_dispatch(engine: DispatchEngine, model, name: str = "the problem",
                     n_features: int = N_FEATURES) -> None:
     """Run ``engine`` to completion with ``model``'s greedy masked choices; ``n_features`` is
-    the width of the engine's observation rows, ``name`` names the problem in errors."""
+    the width of the engine's observation rows, ``name`` names the problem in errors.
+
+    A :class:`~optimizers.rl.networks.JobScorer` policy is called directly on the engine's own
+    ``n_jobs`` rows (any size: no padding, no limit); other policies see the observation padded to
+    their fixed size, and more jobs than that is an input error.
+    """
+    if scores_any_size(model):
+        _greedy_scored(engine, model)
+        return
     n_policy = model.observation_space.shape[0] // n_features
     n = len(engine.mask)
     if n > n_policy:
@@ -67,6 +83,23 @@ def greedy_dispatch(engine: DispatchEngine, model, name: str = "the problem",
             action = int(model.predict(obs.reshape(-1), deterministic=True)[0])
             action = action if action < n and engine.mask[action] else int(cand[0])
         engine.dispatch(action)
+
+
+def _greedy_scored(engine: DispatchEngine, model) -> None:
+    """Greedy dispatch with the scorer's logits over the engine's real job rows: the candidate
+    with the highest score (the lowest job index on ties, like SB3's masked argmax)."""
+    import torch
+
+    scorer = model.policy.mlp_extractor
+    with torch.no_grad():
+        while not engine.done:
+            cand = engine.candidates
+            if len(cand) == 1:
+                engine.dispatch(int(cand[0]))
+                continue
+            obs = torch.from_numpy(engine.observation().reshape(1, -1))
+            logits = scorer.forward_actor(obs)[0].numpy()
+            engine.dispatch(int(cand[logits[cand].argmax()]))
 
 
 def schedule_with_policy(instance: JobShopInstance, model_path: str | Path) -> Schedule:
