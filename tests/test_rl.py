@@ -229,3 +229,25 @@ def test_planned_timesteps_of_sac_are_whole_collections():
     model.learn(total_timesteps=10)
     assert model.num_timesteps == 12
     venv.close()
+
+
+def test_dagger_on_mixed_sizes_keeps_one_bucket_per_size_and_fits_one_network():
+    from optimizers.rl.imitation import fit, new_model, reference_instance, rollout
+
+    refs = []  # MWKR schedules stand in for the CP-SAT references (any feasible schedule will do)
+    for i, size in enumerate([(5, 3), (7, 3), (5, 3)]):
+        inst = reference_instance(9, i, *size)
+        starts = np.zeros((inst.n_jobs, inst.n_machines))
+        for o in schedule_with_rule(inst, "mwkr").operations:
+            starts[o.job, o.op] = o.start
+        refs.append((inst, starts))
+    model = new_model(5, 3, hidden=16, attention_layers=1)
+    buckets, makespans = rollout(refs, model.policy, beta=0.5, rng=np.random.default_rng(0))
+    assert [b[1].shape[1] for b in buckets] == [5, 7]  # masks (N, n_jobs), one bucket per size
+    assert all(b[0].shape == (len(b[2]), b[1].shape[1] * b[0].shape[1] // b[1].shape[1]) for b in buckets)
+    assert all(b[1][np.arange(len(b[2])), b[2]].all() for b in buckets)  # expert labels are candidates
+    assert makespans.shape == (3,) and (makespans > 0).all()
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    acc = fit(model, buckets, epochs=2, batch_size=16)
+    assert 0.0 <= acc <= 1.0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
