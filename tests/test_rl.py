@@ -251,3 +251,16 @@ def test_dagger_on_mixed_sizes_keeps_one_bucket_per_size_and_fits_one_network():
     acc = fit(model, buckets, epochs=2, batch_size=16)
     assert 0.0 <= acc <= 1.0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+
+
+def test_rule_cloning_warm_starts_a_slot_scorer_on_the_dynamic_job_shop(tmp_path):
+    from optimizers.rl.rule_cloning import clone_rule, rule_data
+    from optimizers.rl.train import load_model
+
+    obs, masks, acts, rets = rule_data("twinopt/DynamicDispatch-v0", {}, "edd", episodes=1, seed=3)
+    assert obs.shape == (len(acts), 10 * 14) and masks.shape == (len(acts), 10)
+    assert masks[np.arange(len(acts)), acts].all() and (masks.sum(1) >= 2).all()
+    assert (rets <= 0).all() and rets[0] <= rets[-1]  # tardiness still to come only shrinks
+    path = clone_rule("twinopt/DynamicDispatch-v0", "edd", 1, tmp_path, epochs=1, seed=3)
+    model = load_model(str(path))
+    assert model.policy.mlp_extractor.alive_feature is None and model.policy.mlp_extractor.n_features == 14
