@@ -21,7 +21,7 @@ import numpy as np
 from optimizers.heuristics.rules import RULES, schedule_with_rule
 from optimizers.rl.dispatch import SHIPPED_POLICY, load_policy, schedule_with_policy
 from twins.jobshop.engine import JobShopEngine
-from twins.jobshop.instances import load_instance
+from twins.jobshop.instances import JobShopInstance, load_instance
 from twins.jobshop.schedule import check_schedule
 
 #: Taillard's size classes: (jobs x machines, first instance number); ten instances each
@@ -64,17 +64,18 @@ def main() -> None:
         gaps: dict[str, list[float]] = {k: [] for k in ["rl", *rules]}
         for name in names:
             inst = load_instance(name)
+            assert isinstance(inst, JobShopInstance) and inst.bounds.best_known is not None
             best = inst.bounds.best_known
             started = time.perf_counter()
             sched = schedule_with_policy(inst, args.model)
             rl_seconds.setdefault(c, []).append(time.perf_counter() - started)
             rl_decisions.setdefault(c, []).append(decisions(inst))
             for k in gaps:
-                s = sched if k == "rl" else schedule_with_rule(inst, k)
-                problems = check_schedule(inst, s)
+                schedule = sched if k == "rl" else schedule_with_rule(inst, k)
+                problems = check_schedule(inst, schedule)
                 if problems:
                     raise SystemExit(f"{k} on {name}: infeasible schedule: {problems[0]}")
-                gaps[k].append(100 * (s.makespan - best) / best)
+                gaps[k].append(100 * (schedule.makespan - best) / best)
         mean = {k: float(np.mean(v)) for k, v in gaps.items()}
         print(f"{c:<8}{names[0] + '-' + names[-1][2:]:<10}{mean['rl']:>7.1f}{_l2d(c):>7}"
               + "".join(f"{mean[r]:>7.1f}" for r in rules) + f"{mean['rl'] - mean['mwkr']:>9.1f}", flush=True)
@@ -82,8 +83,8 @@ def main() -> None:
           "rl-mwkr < 0: the policy is better")
     print(f"{'class':<8}{'decisions':>10}{'s/instance':>12}{'decisions/s':>13}")
     for c in classes:
-        d, s = np.mean(rl_decisions[c]), np.mean(rl_seconds[c])
-        print(f"{c:<8}{d:>10.0f}{s:>12.2f}{d / s:>13.0f}")
+        d, sec = float(np.mean(rl_decisions[c])), float(np.mean(rl_seconds[c]))
+        print(f"{c:<8}{d:>10.0f}{sec:>12.2f}{d / sec:>13.0f}")
     if "50x20" in rl_seconds:
         print("seconds per 50x20 instance (ta61-): " + " ".join(f"{s:.2f}" for s in rl_seconds["50x20"]))
 

@@ -410,7 +410,8 @@ def _cli(argv: list[str] | None = None) -> int:
               tuple(float(b) for b in args.betas.split(",")) if args.betas else None, args.expert, args.init)
     elif args.cmd == "references":
         sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")] if args.sizes else None
-        make_references(args.count, args.seed, args.out, args.deterministic_seconds, *args.size,
+        n_jobs, n_machines = args.size
+        make_references(args.count, args.seed, args.out, args.deterministic_seconds, n_jobs, n_machines,
                         sizes=sizes)  # type: ignore[arg-type]
     return 0
 

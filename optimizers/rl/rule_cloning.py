@@ -34,11 +34,15 @@ def rule_data(env_id: str, env_kwargs: dict[str, Any], rule_name: str, episodes:
 
     rule, rng = get_rule(rule_name), np.random.default_rng(seed)
     env = make_env(env_id, env_kwargs)
-    obs_all, masks, acts, rets = [], [], [], []
+    obs_all: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    acts: list[int] = []
+    rets: list[float] = []
     for episode in range(episodes):
         obs, info = env.reset(seed=seed + episode)
         engine = env.unwrapped.engine  # type: ignore[attr-defined]
-        rewards, kept = [], []
+        rewards: list[float] = []
+        kept: list[int] = []
         done = False
         while not done:
             action = choose(rule, engine, rng)
