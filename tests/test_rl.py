@@ -139,6 +139,10 @@ def test_job_scores_are_permutation_equivariant_and_ignore_padding(attention_lay
     torch.testing.assert_close(permuted, logits[perm], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(with_padding[:12], logits, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(logits, logits[perm])  # the check above could fail
+    rows_idx = torch.as_tensor([3, 0, 11])
+    with torch.no_grad():  # inference scores only the candidates' rows: the same numbers
+        some = scorer.candidate_scores(torch.as_tensor(rows.reshape(1, -1)), rows_idx)
+    torch.testing.assert_close(some, logits[rows_idx], rtol=1e-5, atol=1e-5)
 
 
 def test_shipped_scorer_is_equivariant_on_a_taillard_state():

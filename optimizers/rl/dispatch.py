@@ -91,15 +91,15 @@ def _greedy_scored(engine: DispatchEngine, model) -> None:
     import torch
 
     scorer = model.policy.mlp_extractor
-    with torch.no_grad():
+    with torch.inference_mode():
         while not engine.done:
             cand = engine.candidates
             if len(cand) == 1:
                 engine.dispatch(int(cand[0]))
                 continue
             obs = torch.from_numpy(engine.observation().reshape(1, -1))
-            logits = scorer.forward_actor(obs)[0].numpy()
-            engine.dispatch(int(cand[logits[cand].argmax()]))
+            logits = scorer.candidate_scores(obs, torch.from_numpy(cand)).numpy()
+            engine.dispatch(int(cand[logits.argmax()]))
 
 
 def schedule_with_policy(instance: JobShopInstance, model_path: str | Path) -> Schedule:

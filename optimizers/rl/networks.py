@@ -73,7 +73,14 @@ class JobScorer(nn.Module):
         return logits, self.value(ctx)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
-        return self.forward(features)[0]
+        e, ctx = self._embed(features)
+        return self.score(e + self.context(ctx)[:, None, :]).squeeze(-1)
+
+    def candidate_scores(self, features: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Logits of the job ``rows`` only, for one observation ``(1, n * F)``: the same numbers as
+        ``forward_actor(features)[0, rows]`` without scoring the other jobs (inference)."""
+        e, ctx = self._embed(features)
+        return self.score(e[0, rows] + self.context(ctx)).squeeze(-1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         return self.value(self._embed(features)[1])
