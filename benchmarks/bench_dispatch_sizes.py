@@ -1,13 +1,12 @@
 """One dispatching policy for every job-shop size: greedy gaps to the best-known makespan on
 Taillard's ta01-ta80 (15x15 to 100x20, ten instances per size class) of the shipped size-agnostic
-policy (optimizers/rl/policies/jss_any.zip), the dispatching rules of
-optimizers.heuristics.rules (non-delay) and, as published numbers, L2D (Zhang et al., NeurIPS
-2020, greedy, one model trained per size; their table, not rerun here). Then inference speed:
-decisions per second (decisions the policy is asked about on its own trajectory, forced
-single-candidate ones excluded)
-and seconds for each 50x20 instance. Prints, never asserts. Gap = (makespan - best known) / best
-known, in %, averaged over the class. Targets: beat MWKR by >= 5 points on every class, <= 12 %
-on ta01-ta10.
+policy (optimizers/rl/policies/jss15x15.zip: trained on 15x15, schedules any size), the
+dispatching rules of optimizers.heuristics.rules (non-delay) and, as published numbers, L2D
+(Zhang et al., NeurIPS 2020, greedy, one model trained per size; their table, not rerun here).
+Then inference speed: decisions per second (decisions the policy is asked about on its own
+trajectory, forced single-candidate ones excluded) and seconds for each 50x20 instance. Prints,
+never asserts. Gap = (makespan - best known) / best known, in %, averaged over the class.
+Targets: beat MWKR by >= 5 points on every class, <= 12 % on ta01-ta10.
 
     python benchmarks/bench_dispatch_sizes.py [--model PATH] [--classes 15x15,20x15,...] [--per-class 10]
 """

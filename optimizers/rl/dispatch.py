@@ -2,9 +2,11 @@
 
 The policy acts greedily (its most probable candidate, masked) on the same engine as
 ``twinopt/Dispatch-v0`` in the candidate mode it was trained with; single-candidate decisions are
-taken without asking it, as in training (``skip_forced``). An instance with fewer jobs than the
-policy's family is padded with finished-job rows (all zero, never candidates), so a 15-job policy
-also schedules 10-job instances; more jobs than the family is an input error.
+taken without asking it, as in training (``skip_forced``). A job-scoring policy
+(:class:`~optimizers.rl.networks.JobScorer`, like the shipped one) schedules instances of any
+size: it is called on the engine's own job rows. Any other network has a fixed input: an instance
+with fewer jobs than its family is padded with finished-job rows (all zero, never candidates),
+more jobs than the family is an input error.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from twins.jobshop.engine import N_FEATURES, JobShopEngine
 from twins.jobshop.instances import JobShopInstance
 from twins.jobshop.schedule import Schedule, ScheduledOperation
 
-#: the shipped 15x15 job-shop policy
+#: the shipped job-shop policy (trained on 15x15, schedules any size; see docs/dispatching.md)
 SHIPPED_POLICY = Path(__file__).resolve().parent / "policies" / "jss15x15.zip"
 
 
@@ -36,7 +38,8 @@ def _load(path: str, mtime: float):
 
 
 def load_policy(model_path: str | Path):
-    """The saved model at ``model_path`` (cached); ``"shipped"`` names the shipped 15x15 policy."""
+    """The saved model at ``model_path`` (cached); ``"shipped"`` (or ``"jss15x15"``) names the
+    shipped policy."""
     path = SHIPPED_POLICY if str(model_path) in ("shipped", "jss15x15") else Path(model_path)
     if not path.is_file():
         raise InputError(f"{model_path}: no such model file")
