@@ -7,14 +7,18 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from optimizers.heuristics.rules import schedule_with_rule
-from optimizers.rl.dispatch import SHIPPED_POLICY, schedule_with_policy
+from optimizers.rl.dispatch import SHIPPED_POLICY, load_policy, schedule_with_policy
 from optimizers.rl.evaluate import POLICY, comparison_figure, evaluate, mean_ci
+from optimizers.rl.networks import JobScorer
 from optimizers.rl.train import train
 from studio.cli import main as cli
 from twins.errors import InputError
+from twins.jobshop.engine import JobShopEngine
+from twins.jobshop.generate import random_instance
 from twins.jobshop.instances import load_instance
 from twins.jobshop.schedule import check_schedule
 
@@ -72,21 +76,35 @@ def test_mean_ci_is_the_student_t_interval():
     assert mean_ci([2.0]) == (2.0, 0.0)
 
 
-def test_the_same_loop_trains_plain_ppo(tmp_path):
+def test_the_same_loop_trains_plain_ppo(tmp_path, capsys):
     path = train(ENV_ID, algo="ppo", timesteps=128, n_envs=1, seed=1, out_dir=tmp_path, env_kwargs={"instance": "ft06"},
                  algo_kwargs={"n_steps": 64, "batch_size": 32, "n_epochs": 1}, eval_episodes=1, progress_bar=False)
     assert path.is_file()
     ev = evaluate(path, ENV_ID, episodes=1, baselines=["mwkr"])
     assert set(ev.summary) == {POLICY, "mwkr"}
+    # a fixed-size network (MlpPolicy) still has a job limit: an input error, exit 2 with one line
+    with pytest.raises(InputError, match="the policy schedules up to 6 jobs; ft20 has 20"):
+        schedule_with_policy(load_instance("ft20"), path)
+    assert cli(["schedule", "ft20", "--solver", f"rl:{path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "up to 6 jobs; ft20 has 20" in err
 
 
-@pytest.mark.parametrize("name", ["ta01", "ft06", "la01"])
-def test_shipped_policy_gives_feasible_deterministic_schedules(name):
-    instance = load_instance(name)  # 15x15; 6x6 and 10x5 are padded to the 15-job family
+@pytest.mark.parametrize("name", ["ta01", "ft06", "la01", "ft20", "ta61"])
+def test_shipped_policy_gives_feasible_deterministic_schedules_at_any_size(name):
+    instance = load_instance(name)  # 15x15, 6x6, 10x5, 20x5 and 50x20: one network for all
     schedule = schedule_with_policy(instance, SHIPPED_POLICY)
     assert check_schedule(instance, schedule) == []
-    assert schedule.solver == "rl:jss15x15.zip"
+    assert len(schedule.operations) == instance.n_operations
+    assert schedule.solver == f"rl:{SHIPPED_POLICY.name}"
     assert schedule_with_policy(instance, SHIPPED_POLICY).operations == schedule.operations
+
+
+def test_shipped_policy_schedules_a_100_job_instance():
+    instance = random_instance(np.random.default_rng(3), 100, 20)
+    schedule = schedule_with_policy(instance, "shipped")
+    assert check_schedule(instance, schedule) == []
+    assert schedule.makespan < schedule_with_rule(instance, "spt").makespan
 
 
 def test_shipped_policy_beats_the_best_rule_on_taillard_15x15():
@@ -98,11 +116,48 @@ def test_shipped_policy_beats_the_best_rule_on_taillard_15x15():
     assert np.mean(gaps["policy"]) < np.mean(gaps["mwkr"])
 
 
+def _engine_rows(n_jobs: int, n_machines: int, seed: int, steps: int) -> np.ndarray:
+    """The observation rows of a random instance after ``steps`` first-candidate dispatches."""
+    engine = JobShopEngine(random_instance(np.random.default_rng(seed), n_jobs, n_machines))
+    for _ in range(steps):
+        engine.dispatch(int(engine.candidates[0]))
+    return engine.observation()
+
+
+@pytest.mark.parametrize("attention_layers", [0, 1])
+def test_job_scores_are_permutation_equivariant_and_ignore_padding(attention_layers):
+    torch.manual_seed(0)
+    scorer = JobScorer(n_jobs=7, attention_layers=attention_layers).eval()
+    rows = _engine_rows(12, 5, seed=1, steps=20)  # 12 jobs for a network built for 7
+    perm = np.random.default_rng(2).permutation(12)
+    with torch.no_grad():
+        logits = scorer.forward_actor(torch.as_tensor(rows.reshape(1, -1)))[0]
+        permuted = scorer.forward_actor(torch.as_tensor(rows[perm].reshape(1, -1)))[0]
+        padded = np.vstack([rows, np.zeros((5, rows.shape[1]), np.float32)])
+        with_padding = scorer.forward_actor(torch.as_tensor(padded.reshape(1, -1)))[0]
+    assert logits.shape == (12,)
+    torch.testing.assert_close(permuted, logits[perm], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(with_padding[:12], logits, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(logits, logits[perm])  # the check above could fail
+    rows_idx = torch.as_tensor([3, 0, 11])
+    with torch.no_grad():  # inference scores only the candidates' rows: the same numbers
+        some = scorer.candidate_scores(torch.as_tensor(rows.reshape(1, -1)), rows_idx)
+    torch.testing.assert_close(some, logits[rows_idx], rtol=1e-5, atol=1e-5)
+
+
+def test_shipped_scorer_is_equivariant_on_a_taillard_state():
+    policy = load_policy(SHIPPED_POLICY).policy
+    rows = _engine_rows(30, 20, seed=4, steps=100)
+    perm = np.arange(30)[::-1].copy()
+    with torch.no_grad():
+        logits = policy.mlp_extractor.forward_actor(torch.as_tensor(rows.reshape(1, -1)))[0]
+        permuted = policy.mlp_extractor.forward_actor(torch.as_tensor(rows[perm].reshape(1, -1)))[0]
+    torch.testing.assert_close(permuted, logits[perm], rtol=1e-4, atol=1e-4)
+
+
 def test_policy_input_errors():
     with pytest.raises(InputError, match="no such model file"):
         schedule_with_policy(load_instance("ft06"), "/no/such/model.zip")
-    with pytest.raises(InputError, match="up to 15 jobs; ft20 has 20"):
-        schedule_with_policy(load_instance("ft20"), SHIPPED_POLICY)
 
 
 def test_train_and_evaluate_command_lines(tmp_path, capsys):
@@ -178,3 +233,38 @@ def test_planned_timesteps_of_sac_are_whole_collections():
     model.learn(total_timesteps=10)
     assert model.num_timesteps == 12
     venv.close()
+
+
+def test_dagger_on_mixed_sizes_keeps_one_bucket_per_size_and_fits_one_network():
+    from optimizers.rl.imitation import fit, new_model, reference_instance, rollout
+
+    refs = []  # MWKR schedules stand in for the CP-SAT references (any feasible schedule will do)
+    for i, size in enumerate([(5, 3), (7, 3), (5, 3)]):
+        inst = reference_instance(9, i, *size)
+        starts = np.zeros((inst.n_jobs, inst.n_machines))
+        for o in schedule_with_rule(inst, "mwkr").operations:
+            starts[o.job, o.op] = o.start
+        refs.append((inst, starts))
+    model = new_model(5, 3, hidden=16, attention_layers=1)
+    buckets, makespans = rollout(refs, model.policy, beta=0.5, rng=np.random.default_rng(0))
+    assert [b[1].shape[1] for b in buckets] == [5, 7]  # masks (N, n_jobs), one bucket per size
+    assert all(b[0].shape == (len(b[2]), b[1].shape[1] * b[0].shape[1] // b[1].shape[1]) for b in buckets)
+    assert all(b[1][np.arange(len(b[2])), b[2]].all() for b in buckets)  # expert labels are candidates
+    assert makespans.shape == (3,) and (makespans > 0).all()
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    acc = fit(model, buckets, epochs=2, batch_size=16)
+    assert 0.0 <= acc <= 1.0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+
+
+def test_rule_cloning_warm_starts_a_slot_scorer_on_the_dynamic_job_shop(tmp_path):
+    from optimizers.rl.rule_cloning import clone_rule, rule_data
+    from optimizers.rl.train import load_model
+
+    obs, masks, acts, rets = rule_data("twinopt/DynamicDispatch-v0", {}, "edd", episodes=1, seed=3)
+    assert obs.shape == (len(acts), 10 * 14) and masks.shape == (len(acts), 10)
+    assert masks[np.arange(len(acts)), acts].all() and (masks.sum(1) >= 2).all()
+    assert (rets <= 0).all() and rets[0] <= rets[-1]  # tardiness still to come only shrinks
+    path = clone_rule("twinopt/DynamicDispatch-v0", "edd", 1, tmp_path, epochs=1, seed=3)
+    model = load_model(str(path))
+    assert model.policy.mlp_extractor.alive_feature is None and model.policy.mlp_extractor.n_features == 14

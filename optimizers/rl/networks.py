@@ -1,8 +1,14 @@
-"""Policy network for ``twinopt/Dispatch-v0``: one shared scorer per job row (permutation
-equivariant), so the same weights rank the candidates of any instance of the size family.
+"""Policy network for ``twinopt/Dispatch-v0`` (and ``DynamicDispatch-v0``): one shared scorer per
+job row (permutation equivariant), so the same weights rank the candidates of an instance of any
+size: no weight depends on the number of jobs.
 
-Observation ``(batch, n_jobs * F)`` is viewed as ``(batch, n_jobs, F)`` (see
-:data:`twins.jobshop.engine.FEATURES`; column 0 is the candidate flag, column 1 the alive flag).
+Observation ``(batch, n_jobs * F)`` is viewed as ``(batch, n_jobs, F)``, ``n_jobs`` read from the
+width at run time (see :data:`twins.jobshop.engine.FEATURES`; column 0 is the candidate flag,
+column ``alive_feature`` the alive flag, 1 for the static engine; ``None`` = alive rows are the
+candidates, as in the dynamic engine's slots). SB3 needs fixed spaces, so training sees the env's
+own size; inference (:func:`optimizers.rl.dispatch.greedy_dispatch`) calls the scorer on any
+number of rows. All-zero rows (finished jobs, padding) change nothing for the others: they are
+masked out of attention and of every pooled context.
 
 * every row goes through ``symlog`` (sign(x) log(1 + |x|): times of very different instances stay
   in one range) and a row MLP ``F -> h -> h``, then optionally ``attention_layers`` transformer
@@ -31,9 +37,11 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
 class JobScorer(nn.Module):
     """SB3 ``mlp_extractor`` replacement: ``forward(features) -> (logits (B, n), value latent (B, h))``."""
 
-    def __init__(self, n_jobs: int, n_features: int = N_FEATURES, hidden: int = 128, attention_layers: int = 0):
+    def __init__(self, n_jobs: int, n_features: int = N_FEATURES, hidden: int = 128, attention_layers: int = 0,
+                 alive_feature: int | None = 1):
         super().__init__()
-        self.n_jobs, self.n_features = n_jobs, n_features
+        # n_jobs only sizes SB3's action space: the layers below never see it
+        self.n_jobs, self.n_features, self.alive_feature = n_jobs, n_features, alive_feature
         self.latent_dim_pi, self.latent_dim_vf = n_jobs, hidden
         self.row = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.mix = nn.ModuleList(
@@ -44,8 +52,10 @@ class JobScorer(nn.Module):
         self.value = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
 
     def _embed(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = features.view(-1, self.n_jobs, self.n_features)
-        cand, alive = x[..., 0:1], x[..., 1:2]
+        x = features.reshape(features.shape[0], -1, self.n_features)  # n from the width: any size
+        a = self.alive_feature
+        cand = x[..., 0:1]
+        alive = cand if a is None else x[..., a:a + 1]
         e = self.row(symlog(x))                                               # (B, n, h)
         if len(self.mix):
             finished = alive[..., 0] < 0.5
@@ -63,7 +73,14 @@ class JobScorer(nn.Module):
         return logits, self.value(ctx)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
-        return self.forward(features)[0]
+        e, ctx = self._embed(features)
+        return self.score(e + self.context(ctx)[:, None, :]).squeeze(-1)
+
+    def candidate_scores(self, features: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Logits of the job ``rows`` only, for one observation ``(1, n * F)``: the same numbers as
+        ``forward_actor(features)[0, rows]`` without scoring the other jobs (inference)."""
+        e, ctx = self._embed(features)
+        return self.score(e[0, rows] + self.context(ctx)).squeeze(-1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         return self.value(self._embed(features)[1])
@@ -73,8 +90,10 @@ class JobScoringPolicy(MaskableActorCriticPolicy):
     """MaskablePPO policy whose logits come from :class:`JobScorer` (no linear action head)."""
 
     def __init__(self, observation_space, action_space, lr_schedule, hidden: int = 128,
-                 n_features: int = N_FEATURES, attention_layers: int = 0, **kwargs: Any):
+                 n_features: int = N_FEATURES, attention_layers: int = 0, alive_feature: int | None = 1,
+                 **kwargs: Any):
         self.hidden, self.n_features, self.attention_layers = hidden, n_features, attention_layers
+        self.alive_feature = alive_feature
         kwargs.setdefault("ortho_init", False)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
@@ -85,7 +104,7 @@ class JobScoringPolicy(MaskableActorCriticPolicy):
         # SB3 annotates mlp_extractor as MlpExtractor, but its custom-policy guide replaces it with
         # any module offering latent_dim_pi/vf and forward_actor/critic, as JobScorer does
         self.mlp_extractor = JobScorer(int(self.action_space.n), self.n_features, self.hidden,  # type: ignore[assignment]
-                                       self.attention_layers)
+                                       self.attention_layers, self.alive_feature)
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
@@ -97,5 +116,6 @@ class JobScoringPolicy(MaskableActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(hidden=self.hidden, n_features=self.n_features, attention_layers=self.attention_layers)
+        data.update(hidden=self.hidden, n_features=self.n_features, attention_layers=self.attention_layers,
+                    alive_feature=self.alive_feature)
         return data

@@ -44,6 +44,8 @@ ALGOS = {
 #: (env id, algo) -> policy class path; anything else uses "MlpPolicy"
 DEFAULT_POLICIES = {
     ("twinopt/Dispatch-v0", "maskable_ppo"): "optimizers.rl.networks:JobScoringPolicy",
+    # needs policy kwargs {"n_features": 14, "alive_feature": null} (envs.dynamic_engine.FEATURES)
+    ("twinopt/DynamicDispatch-v0", "maskable_ppo"): "optimizers.rl.networks:JobScoringPolicy",
 }
 
 

@@ -36,8 +36,12 @@ from twins.jobshop.instances import JobShopInstance
 
 #: Column names of :meth:`JobShopEngine.observation`, one row per job. Times are relative to the
 #: decision time ``T`` (earliest start on the freed machine) and divided by ``S`` (the instance's
-#: mean operation duration); work sums are divided by ``H = S * n_machines``. ``LB`` is the
-#: current makespan lower bound. "next op" is the job's first unscheduled operation, on machine
+#: mean operation duration). Work sums are divided by their own natural scale, so that the same
+#: weights see the same ranges at every size: a job's work by ``H = S * n_machines`` (a job has
+#: one operation per machine), a machine's work by ``HM = S * n_jobs`` (one operation per job),
+#: distances to the makespan bound by ``HL = S * max(n_jobs, n_machines)``; on square instances
+#: the three are equal (the 15x15 policy was trained with all three = H). ``LB`` is the current
+#: makespan lower bound. "next op" is the job's first unscheduled operation, on machine
 #: ``m``; "follow-up" is the operation after it, on machine ``m2``. Finished jobs have all-zero rows.
 FEATURES = (
     "candidate",          # 1 if the job may be dispatched now (== action mask)
@@ -48,20 +52,20 @@ FEATURES = (
     "machine_ready",      # (ready time of m - T) / S
     "remaining_work",     # job's unscheduled work (incl. next op) / H
     "remaining_ops",      # job's unscheduled operations / n_machines
-    "job_slack",          # (est + remaining work - LB) / H; 0 = the job is critical
-    "machine_load",       # unscheduled work on m / H
-    "machine_slack",      # (ready(m) + load(m) - LB) / H
+    "job_slack",          # (est + remaining work - LB) / HL; 0 = the job is critical
+    "machine_load",       # unscheduled work on m / HM
+    "machine_slack",      # (ready(m) + load(m) - LB) / HL
     "queue_jobs",         # jobs whose next op is on m / n_jobs
-    "queue_work",         # their next ops' work / H
+    "queue_work",         # their next ops' work / HM
     "p_follow",           # follow-up op duration / S (0 if none)
     "follow_machine_gap",  # (ready(m2) - (est + p)) / S: would m2 be busy when the op ends
-    "follow_machine_load",  # unscheduled work on m2 / H
+    "follow_machine_load",  # unscheduled work on m2 / HM
     "follow_queue_jobs",  # jobs whose next op is on m2 / n_jobs
     "delay_caused",       # candidates only: sum of start delays imposed on the other candidates / S
     "lb_increase",        # candidates only: makespan-LB increase if dispatched now / S
     "progress",           # (global) scheduled operations / all operations
     "n_candidates",       # (global) candidates / n_jobs
-    "horizon",            # (global) (LB - T) / H
+    "horizon",            # (global) (LB - T) / HL
     "lb_growth",          # (global) LB / initial LB - 1
 )
 N_FEATURES = len(FEATURES)
@@ -265,6 +269,7 @@ class JobShopEngine:
         21 constant 1. Then ``obs = raw @ W`` with finished jobs' rows zeroed.
         """
         S, H, n, M = self.scale, self.horizon_scale, self.n_jobs, self.n_machines
+        HM, HL = S * n, S * max(n, M)
         W = np.zeros((22, N_FEATURES))
         f = {name: i for i, name in enumerate(FEATURES)}
 
@@ -280,20 +285,20 @@ class JobShopEngine:
         feature("machine_ready", c4=1 / S, c17=-1 / S)
         feature("remaining_work", c1=1 / H)
         feature("remaining_ops", c2=1 / M)
-        feature("job_slack", c12=1 / H, c1=1 / H, c18=-1 / H)
-        feature("machine_load", c5=1 / H)
-        feature("machine_slack", c4=1 / H, c5=1 / H, c18=-1 / H)
+        feature("job_slack", c12=1 / HL, c1=1 / HL, c18=-1 / HL)
+        feature("machine_load", c5=1 / HM)
+        feature("machine_slack", c4=1 / HL, c5=1 / HL, c18=-1 / HL)
         feature("queue_jobs", c6=1 / n)
-        feature("queue_work", c7=1 / H)
+        feature("queue_work", c7=1 / HM)
         feature("p_follow", c3=1 / S)
         feature("follow_machine_gap", c8=1 / S, c12=-1 / S, c0=-1 / S)
-        feature("follow_machine_load", c9=1 / H)
+        feature("follow_machine_load", c9=1 / HM)
         feature("follow_queue_jobs", c10=1 / n)
         feature("delay_caused", c15=1 / S)
         feature("lb_increase", c16=1 / S)
         feature("progress", c19=1)
         feature("n_candidates", c20=1 / n)
-        feature("horizon", c18=1 / H, c17=-1 / H)
+        feature("horizon", c18=1 / HL, c17=-1 / HL)
         feature("lb_growth", c18=1 / max(self.lb0, 1.0), c21=-1)
         self._W = W.astype(np.float32)
         self._raw = np.zeros((n, 22), dtype=np.float32)
