@@ -114,3 +114,22 @@ def test_parameter_env_takes_the_foaming_line_and_passes_the_checkers():
     obs, _ = env.reset(seed=1)
     obs2, reward, _, truncated, info = env.step(np.zeros(208, np.float32))
     assert np.isfinite(reward) and env.observation_space.contains(obs2)
+
+
+def test_screening_from_today_finds_the_planted_parameters(foaming):
+    """One-at-a-time screening (209 evaluations, one short replication each) keeps most of the
+    twelve parameters that matter and hardly any of the 196 minor ones."""
+    from optimizers.screening import screen
+    from optimizers.setpoints import Evaluator, search_space
+
+    short = foaming.model_copy(update={"horizon": foaming.horizon.model_copy(update={"length": 3600.0})})
+    space = search_space(short)
+    with Evaluator(short, "margin", 1, seed=0) as evaluate:
+        result = screen(evaluate, space, max_keep=20)
+    kept = {d.key for d in result.kept}
+    found = kept & set(IMPORTANT)
+    assert result.evaluations == len(space) + 1 == 209
+    assert len(found) >= 9, sorted(set(IMPORTANT) - kept)
+    assert len(kept - set(IMPORTANT)) <= 2, sorted(kept - set(IMPORTANT))
+    top = sorted(result.effects, key=lambda k: -abs(result.effects[k]))[:5]
+    assert set(top) <= set(IMPORTANT), top
