@@ -18,7 +18,7 @@ import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -350,7 +350,8 @@ def check_response_ranges(responses: Mapping[str, ResponseFunction], params: Seq
         if getattr(fn, "learned", False):
             out = np.array([float(fn({name: float(v[i]) for name, v in points.items()})) for i in range(2)])
         else:  # expressions and fitted surfaces evaluate on whole arrays at once
-            out = np.broadcast_to(np.asarray(fn(points), np.float64), (m,))
+            # ResponseFunction's signature promises scalars; both kinds take arrays (numpy throughout)
+            out = np.broadcast_to(np.asarray(cast(Any, fn)(points), np.float64), (m,))
         i = _first_bad(out, key)
         if i is not None:
             where = ", ".join(f"{name}={points[name][i]:g}" for name in names)
