@@ -15,7 +15,7 @@ every method, seed and the reference.
    today's setpoints), so the target may sit below the true optimum.
 2. Each method runs ``--budget`` trials for sampler seeds 0 … ``--seeds``−1, warm start (trial 0
    is today's setpoints). ``screen`` spends its first 209 trials on the one-at-a-time screening
-   (optimizers/screening.py) and searches the kept parameters with the GP sampler. Reported per
+   (optimizers/screening.py) and searches the kept parameters with CMA-ES from today's setpoints. Reported per
    method: evaluations until a trial first scores ≥ 99 % of the reference (mean and median over the
    seeds that got there, how many did), the best value found, wall time per evaluation.
 

@@ -15,8 +15,8 @@ random numbers, so an effect is the parameter's doing, not noise of the replicat
 units); keep those whose effect is at least ``keep_fraction`` (default 2 %) of the largest one,
 at most ``max_keep`` (default: one parameter per 8 evaluations the search has left, at least 2)
 and at least one. :func:`screen` does the evaluations; :mod:`optimizers.search` (``sampler="screen"``)
-searches the kept parameters with the GP sampler, seeded with the screening points that moved
-only kept parameters, and counts the screening evaluations in the budget.
+searches the kept parameters with CMA-ES started at today's setpoints, and counts the screening
+evaluations in the budget.
 """
 from __future__ import annotations
 

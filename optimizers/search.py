@@ -19,9 +19,10 @@ Trial 0 is the as-is operating point (``warm_start``). Samplers: ``tpe`` (optuna
 TPE), ``cmaes`` (optuna's CMA-ES; with a single parameter optuna falls back to random sampling),
 ``gp`` (optuna's Gaussian-process Bayesian optimization, logEI), ``random`` (uniform random search,
 the baseline) and ``screen`` for many parameters: first a one-at-a-time screening from the as-is
-setpoints (:mod:`optimizers.screening`, ``d + 1`` evaluations of the budget), then ``gp`` over the
-parameters it kept, every other parameter held at today's value, the screening points that moved
-only kept parameters given to the GP as trials it already knows. The recommendation's
+setpoints (:mod:`optimizers.screening`, ``d + 1`` evaluations of the budget), then CMA-ES over the
+parameters it kept, started *at today's setpoints* with σ0 = 5 % of each range (a local search:
+on the foaming line's narrow windows the GP and TPE over the kept box found nothing better than
+today's recipe in 90 trials, this found +11 %), every other parameter held at today's value. The recommendation's
 ``provenance.extra["screening"]`` records the design, the rule, the effects and what was kept.
 Everything is seeded: same arguments ⇒ same trials and the same recommendation, whatever the
 number of worker processes. :mod:`optimizers.grid` holds the exhaustive grid search,
@@ -65,7 +66,9 @@ from twins.stats import Comparison, confidence_interval
 
 SAMPLERS = ("tpe", "cmaes", "gp", "random", "screen")
 METHOD = {"tpe": "optuna-tpe", "cmaes": "optuna-cmaes", "gp": "optuna-gp", "random": "random-search",
-          "screen": "screening+optuna-gp"}
+          "screen": "screening+optuna-cmaes-local"}
+#: ``screen``: CMA-ES's initial step, a share of each kept parameter's range
+LOCAL_SIGMA = 0.05
 #: Line KPIs for which more is better; for every other KPI minimizing is the natural direction.
 MAXIMIZED_KPIS = ("margin", "throughput", "good_units", "orders_completed")
 Direction = Literal["maximize", "minimize"]
@@ -129,9 +132,9 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """A seeded optuna sampler with optuna's defaults: ``tpe`` (multivariate since optuna 5, 10
     random start-up trials), ``cmaes`` (starts at the centre of the box with σ0 = 1/6 of each
     range; a single parameter falls back to random sampling), ``gp`` (Matérn-5/2 Gaussian process,
-    log expected improvement, 10 random start-up trials) or ``random``. ``screen`` searches with ``gp``
-    after its screening."""
-    if name in ("gp", "screen"):
+    log expected improvement, 10 random start-up trials) or ``random``. (``screen`` is a search of its
+    own, :func:`parameter_search`.)"""
+    if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
@@ -197,7 +200,8 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
                      len(space))
     sign = 1.0 if direction == "maximize" else -1.0
     started = time.perf_counter()
-    study = optuna.create_study(direction=direction, sampler=make_sampler(sampler, seed))
+    study = optuna.create_study(direction=direction, sampler=make_sampler("random" if sampler == "screen" else sampler,
+                                                                       seed))
     trials: list[TrialRecord] = []
     excluded: set[int] = set()  # screening points that moved a parameter the search holds still
     screening: Screening | None = None
@@ -209,6 +213,7 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
                 screening = _screen(study, evaluate, space, trials, excluded, sign, budget, bar, screen_step,
                                     screen_keep_fraction, screen_max_keep)
                 space = screening.kept
+                study.sampler = local_cmaes(space, seed)
             elif warm_start:
                 study.enqueue_trial({d.key: d.current for d in space})
             dists: dict[str, optuna.distributions.BaseDistribution] = {
@@ -272,6 +277,15 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
     rec = Recommendation.from_comparison("setpoints", chosen.setpoints, comparison, provenance, scenario=scenario)
     return SearchResult(rec, study, space, trials, finalists, chosen, objective, direction, seconds,
                         check_objective(scenario, objective), screening)
+
+
+def local_cmaes(space: Sequence[Dimension], seed: int) -> optuna.samplers.BaseSampler:
+    """CMA-ES started at today's setpoints with σ0 = :data:`LOCAL_SIGMA` of each range (optuna
+    scales every parameter to [0, 1] for CMA-ES, so one σ0 serves all)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna 4.9 deprecated sigma0 (removal planned for 6.0)
+        return optuna.samplers.CmaEsSampler(x0={d.key: d.current for d in space}, sigma0=LOCAL_SIGMA, seed=seed,
+                                            warn_independent_sampling=False)
 
 
 def _check_arguments(budget: int, sampler: str, direction: str, top_k: int, sensitivity_step: float | None,
