@@ -19,7 +19,8 @@ Trial 0 is the as-is operating point (``warm_start``). Samplers: ``tpe`` (optuna
 TPE), ``cmaes`` (optuna's CMA-ES; with a single parameter optuna falls back to random sampling),
 ``gp`` (optuna's Gaussian-process Bayesian optimization, logEI), ``random`` (uniform random search,
 the baseline) and ``screen`` for many parameters: first a one-at-a-time screening from the as-is
-setpoints (:mod:`optimizers.screening`, ``d + 1`` evaluations of the budget), then CMA-ES over the
+setpoints (:mod:`optimizers.screening`, at most ``d + 1`` evaluations of the budget, plus one per
+group of 8 above 40 parameters), then CMA-ES over the
 parameters it kept, started *at today's setpoints* with σ0 = 5 % of each range (a local search:
 on the foaming line's narrow windows the GP and TPE over the kept box found nothing better than
 today's recipe in 90 trials, this found +11 %), every other parameter held at today's value. The recommendation's
@@ -47,7 +48,7 @@ import numpy as np
 import optuna
 
 from optimizers.recommendation import Provenance, Recommendation
-from optimizers.screening import KEEP_FRACTION, STEP, Screening, ScreeningPoint, default_max_keep, screen
+from optimizers.screening import KEEP_FRACTION, STEP, Screening, ScreeningPoint, most_evaluations, screen
 from optimizers.sensitivity import local_sensitivity
 from optimizers.setpoints import (
     MAX_SEED,
@@ -167,8 +168,9 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
 
     Args:
         scenario: the line; its current setpoints are the as-is baseline.
-        budget: trials (setpoint evaluations), ≥ 1; with ``screen`` the screening's ``d + 1``
-            evaluations are part of it (a budget of at least ``d + 2``).
+        budget: trials (setpoint evaluations), ≥ 1; with ``screen`` the screening's evaluations
+            are part of it (a budget above their worst case,
+            :func:`optimizers.screening.most_evaluations`).
         sampler: ``tpe``, ``cmaes``, ``gp``, ``random`` or ``screen``.
         objective: a line KPI (``margin`` in money per replication window, ``throughput`` …).
         direction: ``maximize`` or ``minimize`` the objective.
@@ -211,7 +213,7 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
         try:
             if sampler == "screen":
                 screening = _screen(study, evaluate, space, trials, excluded, sign, budget, bar, screen_step,
-                                    screen_keep_fraction, screen_max_keep)
+                                    screen_keep_fraction, screen_max_keep, seed)
                 space = screening.kept
                 study.sampler = local_cmaes(space, seed)
             elif warm_start:
@@ -295,9 +297,10 @@ def _check_arguments(budget: int, sampler: str, direction: str, top_k: int, sens
         raise InputError(f"budget must be at least 1 trial, got {budget}")
     if sampler not in SAMPLERS:
         raise InputError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if sampler == "screen" and budget < dimensions + 2:
-        raise InputError(f"screening {dimensions} parameters costs {dimensions + 1} evaluations before the search: "
-                         f"give a budget of at least {dimensions + 2}, got {budget}")
+    if sampler == "screen" and budget < most_evaluations(dimensions) + 1:
+        most = most_evaluations(dimensions)
+        raise InputError(f"screening {dimensions} parameters costs up to {most} evaluations before the search: "
+                         f"give a budget of at least {most + 1}, got {budget}")
     if direction not in ("maximize", "minimize"):
         raise InputError(f"direction must be maximize or minimize, got {direction!r}")
     if top_k < 1:
@@ -311,7 +314,7 @@ def _check_arguments(budget: int, sampler: str, direction: str, top_k: int, sens
 
 def _screen(study: optuna.Study, evaluate: Evaluator, space: list[Dimension], trials: list[TrialRecord],
             excluded: set[int], sign: float, budget: int, bar, step: float, keep_fraction: float,
-            max_keep: int | None) -> Screening:
+            max_keep: int | None, seed: int) -> Screening:
     """Run the screening (its evaluations appended to ``trials``), then give ``study`` the points
     that lie in the kept parameters' subspace (the as-is point and single moves of a kept one) as
     completed trials, and project their records onto the kept parameters."""
@@ -319,15 +322,14 @@ def _screen(study: optuna.Study, evaluate: Evaluator, space: list[Dimension], tr
         trials.append(TrialRecord(len(trials), p.setpoints, p.values, p.value))
         bar.update()
 
-    left = budget - len(space) - 1
-    result = screen(evaluate, space, sign=sign, step=step, keep_fraction=keep_fraction,
-                    max_keep=default_max_keep(left) if max_keep is None else max_keep, on_point=record)
+    result = screen(evaluate, space, sign=sign, step=step, keep_fraction=keep_fraction, max_keep=max_keep,
+                    budget=budget, seed=seed, on_point=record)
     kept = {d.key for d in result.kept}
     dists: dict[str, optuna.distributions.BaseDistribution] = {
         d.key: optuna.distributions.FloatDistribution(d.low, d.high) for d in result.kept}
     for i, p in enumerate(result.points):
         t = trials[-len(result.points) + i]
-        if p.moved is not None and p.moved not in kept:
+        if not set(p.moved) <= kept:
             excluded.add(t.number)
             continue
         t.setpoints = {st: {k: v for k, v in vals.items() if f"{st}.{k}" in kept}
