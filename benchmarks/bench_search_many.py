@@ -16,9 +16,9 @@ every method, seed and the reference.
 2. Each method runs ``--budget`` trials for sampler seeds 0 … ``--seeds``−1, warm start (trial 0
    is today's setpoints). ``screen`` spends its first trials on the screening (26 random groups of
    8, then one at a time inside the groups that matter; optimizers/screening.py) and searches
-   the kept parameters with CMA-ES from today's setpoints. Reported per method: evaluations
-   until a trial first scores ≥ 99 % of the reference (mean and median over the seeds that got
-   there, how many did), the best value found, wall time per evaluation.
+   the kept parameters with the GP sampler within ± 10 % of each range around today's setpoints.
+   Reported per method: evaluations until a trial first scores ≥ 99 % of the reference (mean and
+   median over the seeds that got there, how many did), the best value found, time per evaluation.
 
     nice python benchmarks/bench_search_many.py [--budget 400] [--seeds 5] [--methods tpe,cmaes,gp,screen]
     python benchmarks/bench_search_many.py --quick    # budget 300, 1 seed, reference 500 trials

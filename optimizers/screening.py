@@ -23,8 +23,8 @@ helps as much as moving another hurts; near a narrow good window almost every mo
 units); keep those whose effect is at least ``keep_fraction`` (default 2 %) of the largest one,
 at most ``max_keep`` (default: one parameter per 8 evaluations the search has left, at least 2)
 and at least one. :func:`screen` does the evaluations; :mod:`optimizers.search` (``sampler="screen"``)
-searches the kept parameters with CMA-ES started at today's setpoints, and counts the screening
-evaluations in the budget.
+searches the kept parameters with a GP within a trust region around today's setpoints, and
+counts the screening evaluations in the budget.
 """
 from __future__ import annotations
 

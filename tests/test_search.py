@@ -217,7 +217,7 @@ def test_screening_counts_in_the_budget_and_is_recorded_in_the_provenance():
                               final_replications=2, sensitivity_step=None, screen_max_keep=2)
     prov = result.recommendation.provenance
     screening = prov.extra["screening"]
-    assert len(result.trials) == 16 and prov.method == "screening+optuna-cmaes-local"
+    assert len(result.trials) == 16 and prov.method == "screening+optuna-gp-local"
     assert screening["evaluations"] == 4 and len(screening["effects"]) == 3
     assert len(screening["kept"]) == 2 and [d.key for d in result.space] == screening["kept"]
     # the two largest effects were kept; the search moved only them, the third stays at today's value
@@ -226,8 +226,8 @@ def test_screening_counts_in_the_budget_and_is_recorded_in_the_provenance():
     held = ranked[2].split(".")[1]
     assert all(held not in t.setpoints["dispenser"] for t in result.trials[4:])
     assert held not in result.recommendation.payload["dispenser"]
-    # the study already knows the screening points in the kept subspace (as-is + two single moves)
-    assert len(result.study.trials) == 3 + 12
+    # the GP already knows the as-is point (the single moves lie outside its ±10 % trust region)
+    assert len(result.study.trials) == 1 + 12
 
 
 def test_optimize_cli_screens_with_the_screen_sampler(tmp_path):
@@ -236,7 +236,7 @@ def test_optimize_cli_screens_with_the_screen_sampler(tmp_path):
                 "--final-replications", "2", "--top-k", "1", "-q", "--json", str(out))
     assert r.returncode == 0, r.stderr
     rec = Recommendation.from_json(out.read_text())
-    assert rec.provenance.method == "screening+optuna-cmaes-local"
+    assert rec.provenance.method == "screening+optuna-gp-local"
     assert rec.provenance.extra["screening"]["evaluations"] == 4
     r = run_cli("optimize", "glue_dispensing", "--sampler", "screen", "--budget", "4", "-q")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "budget of at least 5" in r.stderr
