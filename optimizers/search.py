@@ -165,8 +165,8 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
                      replications: int = 5, seed: int = 0, top_k: int = 5, final_replications: int = 20,
                      workers: int = 1, progress: bool = False, sim_seed: int | None = None,
                      warm_start: bool = True, sensitivity_step: float | None = 0.05, screen_step: float = STEP,
-                     screen_keep_fraction: float = KEEP_FRACTION, screen_max_keep: int | None = None
-                     ) -> SearchResult:
+                     screen_keep_fraction: float = KEEP_FRACTION, screen_max_keep: int | None = None,
+                     screen_box: float | None = LOCAL_BOX) -> SearchResult:
     """Search the scenario's process parameters for the best ``objective``; see the module docstring.
 
     Args:
@@ -197,7 +197,9 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
         screen_step, screen_keep_fraction, screen_max_keep: the screening's step (share of each
             range), keep threshold (share of the largest effect) and cap on kept parameters
             (default one per 8 evaluations left after the screening, at least 2); see
-            :mod:`optimizers.screening`. Only with ``sampler="screen"``.
+            :mod:`optimizers.screening`; ``screen_box``: the trust region's half width around today's
+            setpoints (share of each range), None = the kept parameters' whole ranges. Only with
+            ``sampler="screen"``.
     """
     sim_seed = seed if sim_seed is None else sim_seed
     space = search_space(scenario, params)
@@ -217,7 +219,7 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
             if sampler == "screen":
                 screening = _screen(evaluate, space, trials, excluded, sign, budget, bar, screen_step,
                                     screen_keep_fraction, screen_max_keep, seed)
-                space = local_box(screening.kept)
+                space = screening.kept if screen_box is None else local_box(screening.kept, screen_box)
                 _give_known_points(study, screening, space)
                 study.sampler = make_sampler("gp", seed)
             elif warm_start:
