@@ -226,8 +226,9 @@ def test_screening_counts_in_the_budget_and_is_recorded_in_the_provenance():
     held = ranked[2].split(".")[1]
     assert all(held not in t.setpoints["dispenser"] for t in result.trials[4:])
     assert held not in result.recommendation.payload["dispenser"]
-    # the GP already knows the as-is point (the single moves lie outside its ±10 % trust region)
-    assert len(result.study.trials) == 1 + 12
+    # the GP already knows the screening points in the kept subspace (as-is + two single moves; no
+    # trust region below 40 parameters)
+    assert len(result.study.trials) == 3 + 12
 
 
 def test_optimize_cli_screens_with_the_screen_sampler(tmp_path):

@@ -26,8 +26,8 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="optuna TPE (default), optuna CMA-ES, optuna GP (Bayesian optimization), uniform random "
                         "search, or screen: for many parameters, one-at-a-time screening from the as-is setpoints "
                         "(d + 1 trials of the budget; random groups of 8 first above 40 parameters), then GP "
-                        "within +-10 %% of each range around today's setpoints over the parameters that move the "
-                        "objective, the others held at their current values")
+                        "over the parameters that move the objective (above 40 parameters within +-10 %% of each "
+                        "range around today's setpoints), the others held at their current values")
     p.add_argument("--objective", default="margin", metavar="KPI",
                    help="line KPI to optimize (default margin: money per replication window)")
     p.add_argument("--minimize", action="store_true", help="minimize the objective (default: maximize)")
