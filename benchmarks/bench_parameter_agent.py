@@ -15,6 +15,10 @@ reports the cost of each: grid evaluations and seconds, and the agent's training
 seconds (from the policy's config.json), plus its inference time.
 
     python benchmarks/bench_parameter_agent.py [--grid-reps 3] [--reps 30] [--episodes 5]
+
+Many parameters (issue 14): ``--scenario foaming_line --policy runs/foam/model.zip --recommendation
+foam_rec.json`` skips the grid (208 parameters) and replays today's setpoints, the agent's recipe
+and a search's recommendation (``twinopt optimize foaming_line --sampler screen --json …``) instead.
 """
 from __future__ import annotations
 
@@ -69,7 +73,12 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--policy", default=str(POLICY))
+    ap.add_argument("--scenario", default="glue_dispensing", help="foaming_line: no grid, see --recommendation")
+    ap.add_argument("--recommendation", default=None, metavar="JSON", help="a search's recommendation to replay")
     args = ap.parse_args()
+    if args.scenario != "glue_dispensing":
+        many_parameters(args)
+        return
 
     scenario = load_scenario("glue_dispensing")
     grid = grid_search(scenario, GRID, replications=args.grid_reps, seed=0, workers=args.workers, progress=True)
@@ -104,6 +113,33 @@ def main() -> None:
     print(f"  agent             : {ma:9.1f} ± {ha:.1f}")
     print(f"  agent − grid best : {diff:+9.1f} ± {hdiff:.1f} (paired, p = {p:.3g})")
     print(f"ratio agent/grid: {ma / mg:.4f}")
+
+
+def many_parameters(args: argparse.Namespace) -> None:
+    """The agent against a search's recommendation on a scenario too large for a grid."""
+    from optimizers.recommendation import Recommendation
+
+    scenario = load_scenario(args.scenario)
+    cfg_path = Path(args.policy).parent / "config.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    kwargs = {**cfg.get("call", {}).get("env_kwargs", {}), "scenario": args.scenario}
+    agent, infer_s = agent_setpoints(Path(args.policy), args.episodes, kwargs)
+    rows = [("today's setpoints", scenario), ("agent", with_setpoints(scenario, agent))]
+    if args.recommendation:
+        rec = Recommendation.from_json(Path(args.recommendation).read_text())
+        rows.append((f"search ({rec.provenance.method}, {rec.provenance.extra.get('evaluations')} trials)",
+                     with_setpoints(scenario, rec.payload)))
+    print(f"agent: greedy, last quarter of {args.episodes} episodes, {infer_s * 1000:.0f} ms per episode"
+          + (f"; trained by: {cfg.get('command')}" if cfg else ""))
+    print(f"replay, {args.reps} paired replications (margin per window, EUR, 95 % CI):")
+    values = {}
+    for label, sc in rows:
+        res = compare(scenario, sc, args.reps, seed=12345, workers=args.workers)
+        values[label] = res.b.ci("margin")
+        print(f"  {label:<40}: {values[label][0]:9.1f} ± {values[label][1]:.1f}")
+    if args.recommendation:
+        search = values[rows[-1][0]][0]
+        print(f"ratio agent/search: {values['agent'][0] / search:.4f}")
 
 
 if __name__ == "__main__":

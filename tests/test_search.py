@@ -8,7 +8,7 @@ import math
 import numpy as np
 import optuna
 import pytest
-from conftest import SCENARIOS
+from conftest import SCENARIOS, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,7 +59,8 @@ def test_search_never_proposes_a_value_outside_the_bounds(bounds, sampler, seed)
     proposals = [t.setpoints["cell"] for t in result.trials] + [result.recommendation.payload["cell"]]
     assert len(result.trials) == 12
     for sp in proposals:
-        assert set(sp) == set(limits)
+        # screening searches (and recommends) only the parameters it kept; the others stay as they are
+        assert set(sp) <= set(limits) if sampler == "screen" else set(sp) == set(limits)
         for name, v in sp.items():
             assert limits[name][0] <= v <= limits[name][1], (name, v, limits[name])
 
@@ -162,6 +163,7 @@ def test_search_space_and_setpoints_check_names_and_bounds(known):
     ({"sampler": "annealing"}, "unknown sampler"),
     ({"seed": -1}, "seed must be an integer in 0..4294967294"),
     ({"seed": 2**32}, "seed must be an integer in 0..4294967294"),
+    ({"sampler": "screen", "budget": 3}, "screening 2 parameters costs up to 3 evaluations"),
 ])
 def test_search_rejects_bad_input_with_one_line(known, kwargs, message):
     with pytest.raises(InputError, match=message) as err:
@@ -207,3 +209,35 @@ def test_importance_is_not_drawn_from_a_single_trial(known):
     assert title == "Parameter importance: not available (needs 2 completed trials, got 1)"
     result = parameter_search(known, budget=2, replications=1, top_k=1, final_replications=2, seed=1)
     assert figures(result)[1].layout.title.text.startswith("Parameter importance (PED-ANOVA")
+
+
+def test_screening_counts_in_the_budget_and_is_recorded_in_the_provenance():
+    glue = load_scenario("glue_dispensing")
+    result = parameter_search(glue, budget=16, sampler="screen", replications=1, seed=0, top_k=2,
+                              final_replications=2, sensitivity_step=None, screen_max_keep=2)
+    prov = result.recommendation.provenance
+    screening = prov.extra["screening"]
+    assert len(result.trials) == 16 and prov.method == "screening+optuna-gp-local"
+    assert screening["evaluations"] == 4 and len(screening["effects"]) == 3
+    assert len(screening["kept"]) == 2 and [d.key for d in result.space] == screening["kept"]
+    # the two largest effects were kept; the search moved only them, the third stays at today's value
+    ranked = sorted(screening["effects"], key=lambda k: -abs(screening["effects"][k]))
+    assert set(screening["kept"]) == set(ranked[:2])
+    held = ranked[2].split(".")[1]
+    assert all(held not in t.setpoints["dispenser"] for t in result.trials[4:])
+    assert held not in result.recommendation.payload["dispenser"]
+    # the GP already knows the screening points in the kept subspace (as-is + two single moves; no
+    # trust region below 40 parameters)
+    assert len(result.study.trials) == 3 + 12
+
+
+def test_optimize_cli_screens_with_the_screen_sampler(tmp_path):
+    out = tmp_path / "rec.json"
+    r = run_cli("optimize", "glue_dispensing", "--sampler", "screen", "--budget", "8", "-n", "1",
+                "--final-replications", "2", "--top-k", "1", "-q", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    rec = Recommendation.from_json(out.read_text())
+    assert rec.provenance.method == "screening+optuna-gp-local"
+    assert rec.provenance.extra["screening"]["evaluations"] == 4
+    r = run_cli("optimize", "glue_dispensing", "--sampler", "screen", "--budget", "4", "-q")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "budget of at least 5" in r.stderr

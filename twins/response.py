@@ -18,7 +18,7 @@ import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -58,6 +58,10 @@ class Parameter(SpecModel):
     def _bounds(self) -> Self:
         if not self.min < self.max:
             raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        if not np.isfinite(self.max - self.min):
+            # each bound is finite (SpecModel refuses inf), but their distance can still overflow, and
+            # every sampler, design and action scaling divides or multiplies by it
+            raise ValueError(f"the range max − min ({self.min:g} to {self.max:g}) is not a finite number")
         if not self.min <= self.default <= self.max:
             raise ValueError(f"default {self.default} is outside [{self.min}, {self.max}]")
         if self.value is not None:
@@ -289,21 +293,66 @@ def evaluate_responses(responses: Mapping[str, ResponseFunction], setpoints: Map
     return out
 
 
+#: Up to this many parameters every corner of the box is checked (2^10 = 1024 points); beyond, a sample.
+MAX_CORNER_PARAMETERS = 10
+#: Random corners and random interior points checked for a station with more parameters.
+SAMPLED_CORNERS, SAMPLED_INTERIOR = 512, 512
+
+
+def range_check_points(params: Sequence[Parameter]) -> dict[str, npt.NDArray[np.float64]]:
+    """The points :func:`check_response_ranges` evaluates, as one array per parameter name.
+
+    Always the defaults and the current setpoints first. With at most
+    :data:`MAX_CORNER_PARAMETERS` parameters, then every corner of the box (2^n). With more, 2^n
+    corners are out of reach (2^200 ≈ 1.6e60), so: each parameter alone at its min and at its max
+    (the others at their defaults), :data:`SAMPLED_CORNERS` random corners and
+    :data:`SAMPLED_INTERIOR` uniform random interior points, all drawn from a generator with a
+    fixed seed (the same points every load, so a scenario that loads once always loads).
+    """
+    n = len(params)
+    lo = np.array([p.min for p in params], np.float64)
+    hi = np.array([p.max for p in params], np.float64)
+    rows = [np.array([p.default for p in params], np.float64), np.array([p.setpoint for p in params], np.float64)]
+    if n <= MAX_CORNER_PARAMETERS:
+        rows += [np.array(c, np.float64) for c in itertools.product(*[(p.min, p.max) for p in params])]
+        x = np.vstack(rows)
+    else:
+        rng = np.random.default_rng(20240614)
+        extremes = np.repeat(rows[0][None, :], 2 * n, axis=0)
+        extremes[np.arange(n), np.arange(n)] = lo
+        extremes[n + np.arange(n), np.arange(n)] = hi
+        corners = np.where(rng.integers(0, 2, (SAMPLED_CORNERS, n)).astype(bool), hi, lo)
+        interior = lo + rng.random((SAMPLED_INTERIOR, n)) * (hi - lo)
+        x = np.vstack([*rows, extremes, corners, interior])
+    return {p.name: x[:, j] for j, p in enumerate(params)}
+
+
+def _first_bad(values: npt.NDArray[np.float64], key: str) -> int | None:
+    lo, hi, incl = RESPONSE_RANGES[key]
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (values > hi + 1e-9) | ((values < lo - 1e-9) if incl else (values <= lo))
+    idx = np.flatnonzero(bad)
+    return int(idx[0]) if idx.size else None
+
+
 def check_response_ranges(responses: Mapping[str, ResponseFunction], params: Sequence[Parameter]) -> None:
-    """Evaluate at every corner of the parameter box and at the defaults; :class:`SpecError` with
-    the path ``(response name,)`` if a response leaves its valid range there (a response model
-    that cannot be trusted)."""
+    """Evaluate at the defaults, the current setpoints and the box's corners (every corner up to
+    :data:`MAX_CORNER_PARAMETERS` parameters, a fixed sample with each parameter's extremes beyond:
+    :func:`range_check_points`); :class:`SpecError` with the path ``(response name,)`` if a
+    response leaves its valid range there (a response model that cannot be trusted)."""
     if not responses or not params:
         return
     names = [p.name for p in params]
-    corners = [dict(zip(names, c, strict=True)) for c in itertools.product(*[(p.min, p.max) for p in params])]
-    points = [{p.name: p.default for p in params}, {p.name: p.setpoint for p in params}, *corners]
+    points = range_check_points(params)
+    m = len(points[names[0]])
     for key, fn in responses.items():
-        lo, hi, incl = RESPONSE_RANGES[key]
         # a learned model answers only within its data (the corners are refused, not extrapolated)
-        for pt in (points[:2] if getattr(fn, "learned", False) else points):
-            v = float(fn(pt))
-            bad = not np.isfinite(v) or v > hi + 1e-9 or (v < lo - 1e-9 if incl else v <= lo)
-            if bad:
-                where = ", ".join(f"{k}={pt[k]:g}" for k in names)
-                raise SpecError((key,), f"{key} evaluates to {v:g} at {where}, outside its valid range")
+        if getattr(fn, "learned", False):
+            out = np.array([float(fn({name: float(v[i]) for name, v in points.items()})) for i in range(2)])
+        else:  # expressions and fitted surfaces evaluate on whole arrays at once
+            # ResponseFunction's signature promises scalars; both kinds take arrays (numpy throughout)
+            out = np.broadcast_to(np.asarray(cast(Any, fn)(points), np.float64), (m,))
+        i = _first_bad(out, key)
+        if i is not None:
+            where = ", ".join(f"{name}={points[name][i]:g}" for name in names)
+            raise SpecError((key,), f"{key} evaluates to {out[i]:g} at {where}, outside its valid range")

@@ -9,6 +9,7 @@ examples:
   twinopt optimize glue_dispensing --budget 60 --json out/glue_rec.json --html out/glue_search.html
   twinopt optimize glue_dispensing --sampler cmaes --params dispenser.speed_mm_s,dispenser.pressure_bar
   twinopt optimize glue_dispensing --objective scrap_rate --minimize --budget 30
+  twinopt optimize foaming_line --sampler screen --budget 300 -n 2   # 208 parameters: screen, then search
 """
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     """The search options shared with ``twinopt recommend setpoints``."""
     p.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file or shipped name")
     p.add_argument("--budget", type=int, default=60, metavar="N", help="trials (setpoint evaluations), default 60")
-    p.add_argument("--sampler", default="tpe", choices=("tpe", "cmaes", "random"),
-                   help="optuna TPE (default), optuna CMA-ES, or uniform random search")
+    p.add_argument("--sampler", default="tpe", choices=("tpe", "cmaes", "gp", "random", "screen"),
+                   help="optuna TPE (default), optuna CMA-ES, optuna GP (Bayesian optimization), uniform random "
+                        "search, or screen: for many parameters, one-at-a-time screening from the as-is setpoints "
+                        "(d + 1 trials of the budget; random groups of 8 first above 40 parameters), then GP "
+                        "over the parameters that move the objective (above 40 parameters within +-10 %% of each "
+                        "range around today's setpoints), the others held at their current values")
     p.add_argument("--objective", default="margin", metavar="KPI",
                    help="line KPI to optimize (default margin: money per replication window)")
     p.add_argument("--minimize", action="store_true", help="minimize the objective (default: maximize)")
@@ -128,6 +133,10 @@ def print_summary(result) -> None:
         t.add_row(d.key, fmt(d.current), fmt(rec.payload[d.station][d.name]), d.unit, f"[{d.low:g}, {d.high:g}]",
                   *([fmt(s["slope"], s["slope_half_width"]) if s else "–"] if local else []))
     out.print(t)
+    screening = prov.extra.get("screening")
+    if screening:
+        out.print(f"screening: {screening['parameters']} parameters, {screening['evaluations']} trials "
+                  f"({screening['rule']}); kept {len(screening['kept'])}, the others stay at their current values")
     k = Table(title=f"replayed with {prov.replications} fresh replications (95 % CI; difference paired under CRN)",
               title_justify="left")
     for col in ("KPI", "as-is", "recommended", "difference", "unit"):
