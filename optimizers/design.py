@@ -24,9 +24,11 @@ from scipy.stats import qmc
 
 from optimizers.grid import MAX_POINTS, grid_axes
 from optimizers.setpoints import Dimension, Setpoints, with_setpoints
+from twins.calibration.calibrate import observe
+from twins.calibration.eventlog import event_log_of
 from twins.energy import BUSY
 from twins.errors import InputError, check_replications, check_seed
-from twins.eventlog import Event, part_operations
+from twins.eventlog import Event
 from twins.executors import chunk_size, fan_out, parallelism
 from twins.kpi import line_kpis
 from twins.model import Line
@@ -121,7 +123,7 @@ def _units(line: Line, events: list[Event]) -> list[Unit]:
     inside an operation excluded; summed over visits when a part is reworked) and the energy their
     processing drew: each station's busy power at the setpoints in force × those times."""
     warmup = line.scenario.horizon.warmup
-    ops = part_operations(events)
+    ops = observe(event_log_of(events)).operations
     busy_kw = {st.name: st.power[BUSY] for st in line.stations}
     out: list[Unit] = []
     for product, entry, exit_, outcome, part_id in line.part_trace or ():
@@ -129,7 +131,7 @@ def _units(line: Line, events: list[Event]) -> list[Unit]:
             continue
         times: dict[str, float] = {}
         kwh = 0.0
-        for station, _machine, busy, _on_machine in ops.get(part_id, ()):
+        for station, _machine, busy, _on_machine in ops.get(str(part_id), ()):
             times[station] = times.get(station, 0.0) + busy
             kwh += busy_kw[station] * busy / line.uph
         out.append((product, entry, exit_, outcome, times, kwh))

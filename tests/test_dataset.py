@@ -129,17 +129,19 @@ def test_per_part_rows_match_the_line_kpis(glue, tmp_path):
     assert read_metadata(tmp_path / "p.parquet")["rows"] == ds.rows
 
 
-def test_part_operations_exclude_downtime_inside_an_operation():
+def test_operations_in_the_twins_own_log_exclude_downtime_inside_them():
     """A constant 25 s dispense with frequent clogs: the time on the machine grows when a clog
     strikes mid-dispense, the processing time stays exactly 25 s."""
-    from twins.eventlog import part_operations
+    from twins.calibration.calibrate import observe
+    from twins.calibration.eventlog import event_log_of
     from twins.model import Line
 
     sc = load_scenario("glue_dispensing", ["horizon.length=7200", "stations.dispenser.breakdowns.0.mtbf=600",
                                            "stations.dispenser.process_time={dist: constant, value: 25}"])
     events: list = []
     Line(sc, 0, 0, events=events).run(7200)
-    ops = [op for by_part in part_operations(events).values() for op in by_part if op[0] == "dispenser"]
+    ops = [op for by_part in observe(event_log_of(events)).operations.values() for op in by_part
+           if op[0] == "dispenser"]
     busy = np.array([op[2] for op in ops])
     on_machine = np.array([op[3] for op in ops])
     assert len(ops) > 100 and np.allclose(busy, 25.0)

@@ -34,31 +34,3 @@ def write_csv(events: Iterable[Event], path: str | Path, time_unit: str = "s") -
             w.writerow((repr(t * to_s), station, machine, "" if part < 0 else part, product, event))
     return len(rows)
 
-
-#: (station, machine, processing time, time on the machine) of one operation of a part; processing
-#: time excludes the machine's downtime inside the operation (preemptive resume), both in the
-#: scenario's time unit
-Operation = tuple[str, str, float, float]
-
-
-def part_operations(events: Iterable[Event]) -> dict[int, list[Operation]]:
-    """Every part's operations in the order they ended, from a line's event log (in time order, as
-    :class:`twins.model.Line` appends it). A failure and repair of the machine between a part's
-    ``start`` and ``end`` is downtime inside the operation; failures while idle are not."""
-    open_ops: dict[tuple[str, str], list[float]] = {}  # (station, machine) -> [start, downtime, part]
-    down: dict[tuple[str, str], float] = {}
-    out: dict[int, list[Operation]] = {}
-    for t, station, machine, part, _product, event in events:
-        key = (station, machine)
-        if event == "start":
-            open_ops[key] = [t, 0.0, part]
-        elif event == "end":
-            start, downtime, _ = open_ops.pop(key)
-            out.setdefault(part, []).append((station, machine, t - start - downtime, t - start))
-        elif event == "fail":
-            down[key] = t
-        elif event == "repair":
-            since = down.pop(key, t)
-            if key in open_ops:
-                open_ops[key][1] += t - since
-    return out

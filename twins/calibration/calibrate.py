@@ -56,6 +56,9 @@ class Observations:
     station_order: dict[str, float] = field(default_factory=dict)
     open_operations: int = 0
     failing: set[str] = field(default_factory=set)  # stations with a failure in the log
+    #: part → (station, machine, processing time, time on the machine) of its operations, in the order
+    #: they ended; processing time excludes the machine's downtime inside the operation
+    operations: dict[str, list[tuple[str, str, float, float]]] = field(default_factory=lambda: defaultdict(list))
 
 
 def observe(log: EventLog, families: dict[str, str] | None = None,  # noqa: C901 — one pass
@@ -117,6 +120,7 @@ def observe(log: EventLog, families: dict[str, str] | None = None,  # noqa: C901
             if d < 0:
                 raise InputError(f"{log.where(i)}: negative processing time {d:g} s")
             obs.process[(st, op[1])].append(d)
+            obs.operations[op[0]].append((st, machine[i], d, now - op[2]))
             busy_done[key] += d
             obs.ends[st] += 1
         elif ev == "fail":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from twins.errors import InputError
-from twins.eventlog import COLUMNS, EVENTS
+from twins.eventlog import COLUMNS, EVENTS, Event
 
 #: events that must name a machine; events that must name a part
 NEEDS_MACHINE = frozenset({"start", "end", "fail", "repair", "setup_start", "setup_end"})
@@ -142,3 +143,12 @@ def read_event_log(path: str | Path) -> EventLog:
     elif t[0] < 0:
         raise InputError(f"{file}: row 2: timestamps are seconds since the start: {t[0]:g} is negative")
     return EventLog(file, t, station, machine, part, product, event, np.arange(2, n + 2, dtype=np.int64))
+
+
+def event_log_of(events: Sequence[Event], file: str = "the twin's event log") -> EventLog:
+    """A line's own event log (``Line(..., events=[])``, in time order) as an :class:`EventLog`,
+    times kept in the scenario's unit; ``row`` numbers the events from 1."""
+    n = len(events)
+    return EventLog(file, np.fromiter((e[0] for e in events), np.float64, n), [e[1] for e in events],
+                    [e[2] for e in events], ["" if e[3] < 0 else str(e[3]) for e in events],
+                    [e[4] for e in events], [e[5] for e in events], np.arange(1, n + 1, dtype=np.int64))
