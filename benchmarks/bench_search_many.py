@@ -40,7 +40,7 @@ from twins.loader import load_scenario
 
 SCENARIO = "foaming_line"  # shipped
 SIM_SEED = 0
-METHODS = ("tpe", "cmaes", "gp", "screen")
+METHODS = ("tpe", "cmaes", "gp", "screen", "model")
 
 
 def run(scenario, sampler: str, budget: int, replications: int, seed: int) -> tuple[list[float], float, dict]:
@@ -57,8 +57,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="sampler seeds per method (default 5)")
     ap.add_argument("--replications", type=int, default=2, help="replications per evaluation (default 2)")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated (default {','.join(METHODS)})")
-    ap.add_argument("--reference-sampler", default="screen", help="sampler of the long reference run (default screen)")
-    ap.add_argument("--reference-budget", type=int, default=1000, help="trials of the reference run (default 1000)")
+    ap.add_argument("--reference-sampler", default="model", help="sampler of the long reference run (default model)")
+    ap.add_argument("--reference-budget", type=int, default=600, help="trials of the reference run (default 600)")
     ap.add_argument("--reference-from", default=None, metavar="JSON",
                     help="reuse the reference of an earlier --json report (same replications)")
     ap.add_argument("--tolerance", type=float, default=0.01, help="relative gap to the reference (default 0.01)")

@@ -51,8 +51,17 @@ from typing import Literal
 import numpy as np
 import optuna
 
+from optimizers.model_guided import ModelOptimum, optimize_model
 from optimizers.recommendation import Provenance, Recommendation
-from optimizers.screening import KEEP_FRACTION, STEP, Screening, ScreeningPoint, most_evaluations, screen
+from optimizers.screening import (
+    EVALUATIONS_PER_KEPT,
+    KEEP_FRACTION,
+    STEP,
+    Screening,
+    ScreeningPoint,
+    most_evaluations,
+    screen,
+)
 from optimizers.sensitivity import local_sensitivity
 from optimizers.setpoints import (
     MAX_SEED,
@@ -69,11 +78,13 @@ from twins.progress import bar as progress_bar
 from twins.spec import Scenario
 from twins.stats import Comparison, confidence_interval
 
-SAMPLERS = ("tpe", "cmaes", "gp", "random", "screen")
+SAMPLERS = ("tpe", "cmaes", "gp", "random", "screen", "model")
 METHOD = {"tpe": "optuna-tpe", "cmaes": "optuna-cmaes", "gp": "optuna-gp", "random": "random-search",
-          "screen": "screening+optuna-gp-local"}
+          "screen": "screening+optuna-gp-local", "model": "rough-cut-model+optuna-gp-local"}
 #: ``screen``: half width of the trust region around today's setpoints, a share of each range
 LOCAL_BOX = 0.10
+#: ``model``: half width of the trust region around the rough-cut model's optimum, a share of each range
+MODEL_BOX = 0.05
 #: Line KPIs for which more is better; for every other KPI minimizing is the natural direction.
 MAXIMIZED_KPIS = ("margin", "throughput", "good_units", "orders_completed")
 Direction = Literal["maximize", "minimize"]
@@ -121,6 +132,7 @@ class SearchResult:
     seconds: float
     unit: str = ""
     screening: Screening | None = None  # sampler "screen": what the screening found (space = its kept ones)
+    model: ModelOptimum | None = None  # sampler "model": the rough-cut model's optimum
 
     def best_so_far(self) -> np.ndarray:
         """Best trial value after each evaluation (NaN until the first valid one)."""
@@ -150,8 +162,9 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise InputError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
 
 
-def _setpoints(space: Sequence[Dimension], params: Mapping[str, float]) -> Setpoints:
-    out: Setpoints = {}
+def _setpoints(space: Sequence[Dimension], params: Mapping[str, float], fixed: Setpoints | None = None) -> Setpoints:
+    """The trial's setpoints: ``params`` for ``space``, ``fixed`` for the parameters held still."""
+    out: Setpoints = {st: dict(vals) for st, vals in (fixed or {}).items()}
     for d in space:
         out.setdefault(d.station, {})[d.name] = float(params[d.key])
     return out
@@ -167,7 +180,7 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
                      workers: int = 1, progress: bool = False, sim_seed: int | None = None,
                      warm_start: bool = True, sensitivity_step: float | None = 0.05, screen_step: float = STEP,
                      screen_keep_fraction: float = KEEP_FRACTION, screen_max_keep: int | None = None,
-                     screen_box: float | None | Literal["auto"] = "auto",
+                     screen_box: float | None | Literal["auto"] = "auto", model_box: float = MODEL_BOX,
                      executor: Executor | None = None) -> SearchResult:
     """Search the scenario's process parameters for the best ``objective``; see the module docstring.
 
@@ -205,6 +218,9 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
             (default): :data:`LOCAL_BOX` after a group screening (more than 40 parameters), the
             whole ranges otherwise (the glue cell's optimum lies a third of the speed range away
             from today's setpoints). Only with ``sampler="screen"``.
+        model_box: with ``sampler="model"``, the half width (share of each range) of the trust
+            region around the rough-cut model's optimum that the GP searches after the twin has
+            scored today's setpoints (if ``warm_start``) and the model's optimum.
     """
     sim_seed = seed if sim_seed is None else sim_seed
     space = search_space(scenario, params)
@@ -212,11 +228,15 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
                      len(space))
     sign = 1.0 if direction == "maximize" else -1.0
     started = time.perf_counter()
-    study = optuna.create_study(direction=direction, sampler=make_sampler("random" if sampler == "screen" else sampler,
-                                                                       seed))
+    first = "random" if sampler in ("screen", "model") else sampler  # both switch to gp after their own start
+    study = optuna.create_study(direction=direction, sampler=make_sampler(first, seed))
     trials: list[TrialRecord] = []
     excluded: set[int] = set()  # screening points that moved a parameter the search holds still
     screening: Screening | None = None
+    # before any twin run, so that an objective the model lacks fails at once
+    model = optimize_model(scenario, space, objective, direction == "maximize", seed,
+                           model_box) if sampler == "model" else None
+    fixed: Setpoints = {}  # parameters the search holds at other values than today's (model: at its optimum)
     with Evaluator(scenario, objective, replications, sim_seed, workers, executor) as evaluate:
         bar = progress_bar(total=budget, desc=f"{scenario.name}: {METHOD[sampler]}", unit="trial",
                            disable=None if progress else True)  # None: only on a terminal
@@ -228,13 +248,18 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
                 space = screening.kept if box is None else local_box(screening.kept, box)
                 _give_known_points(study, screening, space)
                 study.sampler = make_sampler("gp", seed)
+            elif model is not None:
+                space, fixed = _model_box(space, model, model_box, trials, evaluate, warm_start, bar, budget,
+                                          screen_keep_fraction, screen_max_keep)
+                study.sampler = make_sampler("gp", seed)
+                _tell_known(study, space, trials)
             elif warm_start:
                 study.enqueue_trial({d.key: d.current for d in space})
             dists: dict[str, optuna.distributions.BaseDistribution] = {
                 d.key: optuna.distributions.FloatDistribution(d.low, d.high) for d in space}
             for _ in range(budget - len(trials)):
                 trial = study.ask(dists)
-                sp = _setpoints(space, trial.params)
+                sp = _setpoints(space, trial.params, fixed)
                 values = evaluate(sp)
                 value = _mean(values)
                 trials.append(TrialRecord(len(trials), sp, tuple(float(v) for v in values), value))
@@ -288,15 +313,54 @@ def parameter_search(scenario: Scenario, *, budget: int = 60, sampler: str = "tp
         provenance.extra["sensitivity"] = sensitivity
     if screening is not None:
         provenance.extra["screening"] = screening.summary()
+    if model is not None:
+        provenance.extra["model"] = model.summary() | {"box": model_box}
     rec = Recommendation.from_comparison("setpoints", chosen.setpoints, comparison, provenance, scenario=scenario)
     return SearchResult(rec, study, space, trials, finalists, chosen, objective, direction, seconds,
-                        check_objective(scenario, objective), screening)
+                        check_objective(scenario, objective), screening, model)
 
 
 def local_box(space: Sequence[Dimension], half_width: float = LOCAL_BOX) -> list[Dimension]:
     """``space`` narrowed to today's setpoint ± ``half_width`` × its range (within its bounds)."""
     return [dataclasses.replace(d, low=max(d.low, d.current - half_width * (d.high - d.low)),
                                 high=min(d.high, d.current + half_width * (d.high - d.low))) for d in space]
+
+
+def _model_box(space: list[Dimension], model: ModelOptimum, half_width: float, trials: list[TrialRecord],
+               evaluate: Evaluator, warm_start: bool, bar, budget: int, keep_fraction: float,
+               max_keep: int | None) -> tuple[list[Dimension], Setpoints]:
+    """Score today's setpoints (``warm_start``) and the model's optimum in the twin, then return
+    what the GP searches — the parameters that move the model's objective in the trust region (the
+    model's optimum ± ``half_width`` of each range; the screening's keep rule) — and the others'
+    values: the model's optimum."""
+    todo = ([current_setpoints(space)] if warm_start else []) + [model.setpoints]
+    for sp in todo:
+        if len(trials) == budget:
+            break
+        values = evaluate(sp)
+        trials.append(TrialRecord(len(trials), sp, tuple(float(v) for v in values), _mean(values)))
+        bar.update()
+    cap = max_keep if max_keep is not None else max(2, (budget - len(trials)) // EVALUATIONS_PER_KEPT)
+    kept = model.kept(space, keep_fraction, cap)
+    centre = [dataclasses.replace(d, current=model.setpoints[d.station][d.name]) for d in kept]
+    box = [dataclasses.replace(d, current=orig.current) for d, orig in
+           zip(local_box(centre, half_width), kept, strict=True)]
+    names = {d.key for d in kept}
+    fixed: Setpoints = {}
+    for d in space:
+        if d.key not in names:
+            fixed.setdefault(d.station, {})[d.name] = model.setpoints[d.station][d.name]
+    return box, fixed
+
+
+def _tell_known(study: optuna.Study, space: Sequence[Dimension], trials: Sequence[TrialRecord]) -> None:
+    """``trials`` (already scored in the twin) that lie in ``space`` become completed trials of ``study``."""
+    dists: dict[str, optuna.distributions.BaseDistribution] = {
+        d.key: optuna.distributions.FloatDistribution(d.low, d.high) for d in space}
+    for trial in trials:
+        params = {d.key: trial.setpoints[d.station][d.name] for d in space}
+        if not math.isnan(trial.value) and all(d.low <= params[d.key] <= d.high for d in space):
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=trial.value))
 
 
 def _give_known_points(study: optuna.Study, screening: Screening, space: Sequence[Dimension]) -> None:

@@ -10,6 +10,7 @@ examples:
   twinopt optimize glue_dispensing --sampler cmaes --params dispenser.speed_mm_s,dispenser.pressure_bar
   twinopt optimize glue_dispensing --objective scrap_rate --minimize --budget 30
   twinopt optimize foaming_line --sampler screen --budget 300 -n 2   # 208 parameters: screen, then search
+  twinopt optimize foaming_line --sampler model --budget 60 -n 2     # start from the rough-cut model's optimum
 """
 from __future__ import annotations
 
@@ -24,12 +25,15 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     """The search options shared with ``twinopt recommend setpoints``."""
     p.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file or shipped name")
     p.add_argument("--budget", type=int, default=60, metavar="N", help="trials (setpoint evaluations), default 60")
-    p.add_argument("--sampler", default="tpe", choices=("tpe", "cmaes", "gp", "random", "screen"),
+    p.add_argument("--sampler", default="tpe", choices=("tpe", "cmaes", "gp", "random", "screen", "model"),
                    help="optuna TPE (default), optuna CMA-ES, optuna GP (Bayesian optimization), uniform random "
-                        "search, or screen: for many parameters, one-at-a-time screening from the as-is setpoints "
+                        "search, screen: for many parameters, one-at-a-time screening from the as-is setpoints "
                         "(d + 1 trials of the budget; random groups of 8 first above 40 parameters), then GP "
                         "over the parameters that move the objective (above 40 parameters within +-10 %% of each "
-                        "range around today's setpoints), the others held at their current values")
+                        "range around today's setpoints), the others held at their current values; or model: "
+                        "optimize the line's rough-cut model (bottleneck capacity, yields and power from the "
+                        "scenario's responses; no twin run), score its optimum in the twin, then GP within "
+                        "+-5 %% of each range around it over the parameters that move the model's objective")
     p.add_argument("--objective", default="margin", metavar="KPI",
                    help="line KPI to optimize (default margin: money per replication window)")
     p.add_argument("--minimize", action="store_true", help="minimize the objective (default: maximize)")
