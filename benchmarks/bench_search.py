@@ -1,5 +1,5 @@
 """Glue-dispensing parameter search: exhaustive grid optimum, then evaluations TPE, CMA-ES, GP-based
-BO, random search and screening+GP need to come within 1 % of it.
+BO, random search, screening+GP and the rough-cut model's start + GP need to come within 1 % of it.
 
 The objective is the one ``twinopt optimize`` uses by default: mean ``margin`` (EUR per 8 h shift
 after a 5 min warm-up) over ``--replications`` replications of scenarios/glue_dispensing.yaml,
@@ -17,7 +17,7 @@ one and the same deterministic function of (pressure, speed, temperature).
    from this run; with ``--methods`` leaving TPE out, against ``--tpe-mean``, 110: issue 14's figure).
 
     nice python benchmarks/bench_search.py [--points 16] [--budget 200] [--seeds 5] [--workers 2] [--cold]
-                                           [--methods tpe,cmaes,gp,random,screen]
+                                           [--methods tpe,cmaes,gp,random,screen,model]
     python benchmarks/bench_search.py --quick     # 8 points, budget 60, 3 seeds: a smoke run
 """
 from __future__ import annotations
@@ -42,6 +42,17 @@ def evaluations_to_reach(values: list[float], threshold: float) -> int | None:
     return next((i + 1 for i, v in enumerate(values) if v >= threshold), None)
 
 
+def budgets(items: list[str]) -> dict[str, int]:
+    """``--budget-of METHOD=N`` options as a dict; exits with a one-line error on a bad one."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, _, n = item.partition("=")
+        if not n.strip().isdigit() or int(n) < 1:
+            raise SystemExit(f"--budget-of: expected METHOD=N with N ≥ 1, got {item!r}")
+        out[name.strip()] = int(n)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=16, help="grid values per parameter (default 16)")
@@ -54,11 +65,15 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="no warm start: trial 0 is not the as-is setpoints")
     ap.add_argument("--grid-from", default=None, metavar="JSON",
                     help="reuse the grid of an earlier --json report (same points and replications)")
+    ap.add_argument("--budget-of", action="append", default=[], metavar="METHOD=N",
+                    help="another budget for one method, e.g. model=40 (repeatable; a method that reaches the "
+                         "target early needs no more trials to be counted)")
     ap.add_argument("--json", default=None, help="also write the numbers as JSON")
     ap.add_argument("--methods", default=",".join(SAMPLERS), help=f"comma-separated (default {','.join(SAMPLERS)})")
     ap.add_argument("--tpe-mean", type=float, default=110.0,
                     help="TPE's mean evaluations when --methods leaves TPE out (default 110, issue 14)")
     args = ap.parse_args()
+    budget_of = budgets(args.budget_of)
     if args.quick:
         args.points, args.budget, args.seeds = 8, 60, 3
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -71,21 +86,25 @@ def main() -> None:
         g = json.loads(Path(args.grid_from).read_text())["grid"]
         args.points, R = g["points_per_parameter"], g["replications"]
         n, seconds, best_value, best_sp = g["evaluations"], g["seconds"], g["best_value"], g["best_setpoints"]
+        workers = g.get("workers")  # not recorded by older reports
     else:
         grid = grid_search(scenario, args.points, R, SIM_SEED, workers=args.workers, progress=True)
         n, seconds, best_value = grid.evaluations, grid.seconds, grid.best_value
         best_sp = grid.best_setpoints["dispenser"]
+        workers = args.workers
     print(f"grid {args.points}^3 = {n} evaluations × {R} replications = {n * R} replications, "
-          f"{seconds:.0f} s wall ({args.workers} workers), {1000 * seconds / n:.0f} ms/evaluation"
+          f"{seconds:.0f} s wall ({workers if workers is not None else '?'} workers), "
+          f"{1000 * seconds / n:.0f} ms/evaluation"
           + (f" (from {args.grid_from})" if args.grid_from else ""))
     print(f"  grid best margin {best_value:.1f} EUR at " + ", ".join(f"{k}={v:.4g}" for k, v in best_sp.items()))
     threshold = best_value * (1 - args.tolerance)
     print(f"  target: ≥ {threshold:.1f} EUR (within {100 * args.tolerance:g} % of the grid best)\n")
 
     report = {"grid": {"points_per_parameter": args.points, "evaluations": n, "replications": R,
-                       "seconds": seconds, "best_value": best_value, "best_setpoints": best_sp},
+                       "seconds": seconds, "workers": workers, "best_value": best_value, "best_setpoints": best_sp},
               "budget": args.budget, "threshold": threshold, "warm_start": not args.cold, "methods": {}}
-    print(f"search: {args.budget} trials per run, "
+    print(f"search: {args.budget} trials per run"
+          + "".join(f" ({m}: {n})" for m, n in budget_of.items()) + ", "
           + ("cold start (no as-is trial)" if args.cold else "warm start (trial 0 = the as-is setpoints)"))
     header = (f"{'method':<8} {'reached':>8} {'mean evals':>10} {'median':>7} {'per seed':<28} "
               f"{'best found (mean)':>17} {'ms/eval':>8}")
@@ -94,8 +113,9 @@ def main() -> None:
     means: dict[str, float] = {}
     for sampler in [m.strip() for m in args.methods.split(",") if m.strip()]:
         hits, bests, per_eval = [], [], []
+        budget = budget_of.get(sampler, args.budget)
         for seed in range(args.seeds):
-            result = parameter_search(scenario, budget=args.budget, sampler=sampler, replications=R, seed=seed,
+            result = parameter_search(scenario, budget=budget, sampler=sampler, replications=R, seed=seed,
                                       sim_seed=SIM_SEED, top_k=1, final_replications=2, warm_start=not args.cold)
             values = [t.value for t in result.trials]
             hits.append(evaluations_to_reach(values, threshold))
@@ -104,10 +124,10 @@ def main() -> None:
         reached = [h for h in hits if h is not None]
         mean = f"{statistics.mean(reached):.1f}" if reached else "–"
         median = f"{statistics.median(reached):g}" if reached else "–"
-        seeds_txt = " ".join(str(h) if h is not None else f">{args.budget}" for h in hits)
+        seeds_txt = " ".join(str(h) if h is not None else f">{budget}" for h in hits)
         print(f"{sampler:<8} {len(reached):>4}/{args.seeds:<3} {mean:>10} {median:>7} {seeds_txt:<28} "
               f"{statistics.mean(bests):>17.1f} {1000 * statistics.mean(per_eval):>8.0f}")
-        report["methods"][sampler] = {"evaluations_to_reach": hits, "reached": len(reached),
+        report["methods"][sampler] = {"budget": budget, "evaluations_to_reach": hits, "reached": len(reached),
                                       "best_values": bests, "seconds_per_evaluation": statistics.mean(per_eval)}
         if len(reached) == args.seeds:  # a mean over seeds that all got there
             means[sampler] = statistics.mean(reached)

@@ -20,12 +20,18 @@ its bottleneck:
   as the twin's KPI (``twins.kpi``).
 
 What it leaves out: queueing and blocking between stations (it is an upper bound on throughput:
-a line whose buffers are small loses some of it), standby, setups' dependence on the
-sequence (one expected setup per part: the chance that the next part is of another family, at
-the mean change-over time), orders' due dates. It is the low-fidelity model that
-``optimizers.search`` (``sampler="model"``) optimises before it spends twin evaluations, and a
-quick what-if: ``RoughCut(scenario).kpis(setpoints)``. The twin stays the judge: nothing
-recommended rests on this model alone.
+a line whose buffers are small loses some of it), standby, setups' dependence on the sequence
+(one expected setup per part: the chance that the next part is of another family, at the mean
+change-over time), orders' due dates.
+
+How close it comes at today's setpoints (twin: 5 replications, seed 0): the glue cell's margin
+4271.7 vs 4310.3 EUR (−0.9 %), the foaming line's 1178.1 vs 1205.7 EUR (−2.3 %); the SMT line's
+good boards 5114 vs 3910 (+31 %: its placers and oven are nearly balanced with small buffers
+between them, and blocking costs them a quarter of their time).
+
+It is the low-fidelity model that ``optimizers.search`` (``sampler="model"``) optimises before it
+spends twin evaluations, and a quick what-if: ``RoughCut(scenario).kpis(setpoints)``. The twin
+stays the judge: nothing recommended rests on this model alone.
 """
 from __future__ import annotations
 
