@@ -135,6 +135,11 @@ class TwinDispatchEngine:
         return np.arange(len(self.waiting))
 
     # -- what rules and policies see ------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        """Decision time: the twin's simulation clock."""
+        return float(self.line.env.now)
+
     def _tables(self) -> None:
         """Per-slot arrays (NaN-free, padded with zeros) for rules and features."""
         k = self.slots

@@ -1,8 +1,8 @@
 """Compare a saved policy with the environment's baselines over the same seeds (95 % CIs).
 
 MODEL is a model.zip written by `twinopt train`. Baselines for twinopt/Dispatch-v0 and
-twinopt/DynamicDispatch-v0 are the dispatching rules (fifo, spt, lpt, mwkr, lwkr, mor, lor, edd)
-and a random masked policy.
+twinopt/DynamicDispatch-v0 are the dispatching rules (fifo, spt, lpt, mwkr, lwkr, mor, lor, edd,
+mdd, slack, cr, atc) and a random masked policy.
 
 examples:
   twinopt evaluate runs/dispatch/model.zip --env twinopt/Dispatch-v0 --episodes 20 --html out/eval.html
