@@ -129,3 +129,31 @@ def test_rollout_teacher_leaves_the_engine_alone_and_its_key_is_what_the_episode
     while not engine.done and engine.now < start + 300.0:
         engine.dispatch(choose(atc, engine, rng))
     assert engine.tardiness_until(start + 300.0) == pytest.approx(keys.min())
+
+
+def test_shipped_dynamic_policy_runs_deterministically_and_follows_atc():
+    # optimizers/rl/policies/dynamic_jobshop.zip: ATC cloned into the slot scorer (docs/dispatching.md)
+    from optimizers.heuristics.rules import choose, get_rule
+    from optimizers.rl.evaluate import policy_act
+    from optimizers.rl.train import load_model, shipped_policy
+
+    assert shipped_policy("dynamic_jobshop") is not None and shipped_policy("no_such_policy") is None
+    model = load_model("dynamic_jobshop")
+    assert model.twinopt_config["env_id"] == "twinopt/DynamicDispatch-v0"
+
+    def episode(seed):
+        env = gym.make("twinopt/DynamicDispatch-v0")
+        act, atc, rng = policy_act(model, env), get_rule("atc"), np.random.default_rng(0)
+        obs, info = env.reset(seed=seed)
+        same, total, done = [], 0.0, False
+        while not done:
+            action = int(act(obs, info))
+            same.append(action == choose(atc, env.unwrapped.engine, rng))
+            obs, reward, done, _, info = env.step(action)
+            assert "invalid_action" not in info
+            total += reward
+        assert total == pytest.approx(-info["tardiness"] / env.unwrapped.engine.scale)
+        return info["tardiness"], np.mean(same)
+
+    (t1, agree), (t2, _) = episode(100), episode(100)
+    assert t1 == t2 and agree > 0.8
