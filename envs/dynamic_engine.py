@@ -103,6 +103,16 @@ class TwinDispatchEngine:
                         if o.completed is None and o.due is not None and o.due < now)
         return self._closed + open_late
 
+    def tardiness_until(self, t: float) -> float:
+        """Tardiness accrued up to time ``t`` (≤ now): each order's lateness by ``t``, counted
+        until it completed. ``tardiness_until(now) == accrued_tardiness()``."""
+        late = 0.0
+        for order in self.line.orders:
+            if order.due is not None and order.due < t:
+                end = t if order.completed is None else min(order.completed, t)
+                late += max(0.0, end - order.due)
+        return late
+
     def dispatch(self, slot: int) -> float:
         """Start the part in ``slot``; run the twin to the next decision. Returns the tardiness
         accrued meanwhile (time units)."""
@@ -135,6 +145,11 @@ class TwinDispatchEngine:
         return np.arange(len(self.waiting))
 
     # -- what rules and policies see ------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        """Decision time: the twin's simulation clock."""
+        return float(self.line.env.now)
+
     def _tables(self) -> None:
         """Per-slot arrays (NaN-free, padded with zeros) for rules and features."""
         k = self.slots

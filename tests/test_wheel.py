@@ -52,7 +52,8 @@ def test_the_wheel_carries_the_shipped_data(wheel):
         assert f"scenarios/instances/{folder}/bounds.json" in names
         assert any(n.startswith(f"scenarios/instances/{folder}/") and n.endswith(".txt") for n in names)
     policies = {p.relative_to(ROOT).as_posix() for p in (ROOT / "optimizers/rl/policies").iterdir()}
-    assert {"optimizers/rl/policies/jss15x15.zip", "optimizers/rl/policies/glue_dispensing.zip"} <= policies
+    assert {"optimizers/rl/policies/jss15x15.zip", "optimizers/rl/policies/glue_dispensing.zip",
+            "optimizers/rl/policies/dynamic_jobshop.zip"} <= policies
     assert policies <= names
 
 

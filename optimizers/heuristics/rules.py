@@ -16,8 +16,20 @@ mor/lor   most / least operations remaining
 edd       earliest due date (the engine's ``due``). A static instance has none of its own; its
           engine gives job j the TWK due date ``DUE_DATE_FACTOR * total work of job j`` (Baker
           1984, all jobs released at 0), so EDD orders jobs by total work there.
+mdd       modified due date (Baker & Bertrand 1982): ``max(due, now + remaining work)`` — EDD
+          while a job can still finish in time, least remaining work among the late ones
+slack     minimum slack: ``due − now − remaining work``
+cr        critical ratio: ``(due − now) / remaining work``, smallest first; jobs already past
+          their due date come before all others, the latest first
+atc       apparent tardiness cost (Vepsalainen & Morton 1987): the largest
+          ``exp(−max(0, slack) / (k · p̄)) / p`` with ``slack = due − now − remaining work``,
+          ``p`` the next operation's duration, ``p̄`` the candidates' mean ``p`` and look-ahead
+          ``k = ATC_K`` (2): SPT among jobs that are late or nearly so, slack order otherwise
 random    uniform among the candidates, from a seeded ``numpy.random.Generator``
 ========  =====================================================================================
+
+``now`` is the engine's decision time (:attr:`twins.jobshop.dispatching.DispatchEngine.now`).
+Jobs without a due date (``due = inf``) come after all others under mdd, slack, cr and atc.
 
 ``schedule_with_rule(instance, "mwkr")`` builds a complete schedule. Rules run in the
 ``non_delay`` candidate mode by default (the classic setting for priority rules: a freed machine
@@ -89,6 +101,38 @@ def lor(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> n
 @register("edd", f"earliest due date (static instances: due = {DUE_DATE_FACTOR} x total work)")
 def edd(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return engine.due[cand]
+
+
+@register("mdd", "modified due date max(due, now + remaining work)")
+def mdd(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.maximum(engine.due[cand], engine.now + engine.remaining_work[cand])
+
+
+@register("slack", "minimum slack due - now - remaining work")
+def slack(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return engine.due[cand] - engine.now - engine.remaining_work[cand]
+
+
+@register("cr", "critical ratio (due - now) / remaining work; late jobs first")
+def critical_ratio(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    left = engine.due[cand] - engine.now
+    work = np.maximum(engine.remaining_work[cand], 1e-9)
+    with np.errstate(invalid="ignore"):
+        return np.where(left > 0, left / work, left - _LATE)
+
+
+#: ATC look-ahead k: slack is measured in units of k × the candidates' mean operation time
+ATC_K = 2.0
+_LATE = 1e12  # key offset putting late jobs before all others under cr
+
+
+@register("atc", f"apparent tardiness cost (look-ahead k = {ATC_K:g})")
+def atc(engine: DispatchEngine, cand: np.ndarray, rng: np.random.Generator, k: float = ATC_K) -> np.ndarray:
+    # key = -log(priority) = log p + max(0, slack) / (k p̄): the same order, without underflow
+    p = np.maximum(engine.op_duration[cand], 1e-9)
+    p_bar = max(float(p.mean()), 1e-9)
+    slack_ = np.maximum(engine.due[cand] - engine.now - engine.remaining_work[cand], 0.0)
+    return np.log(p) + slack_ / (k * p_bar)
 
 
 @register("random", "uniformly random candidate")

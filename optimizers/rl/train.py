@@ -247,10 +247,26 @@ def _versions() -> dict[str, str]:
             "sb3_contrib": sb3_contrib.__version__}
 
 
+#: shipped policies (optimizers/rl/policies/<name>.zip, commands and numbers in <name>.json)
+POLICIES = Path(__file__).resolve().parent / "policies"
+
+
+def shipped_policy(name: str | Path) -> Path | None:
+    """``optimizers/rl/policies/<name>.zip`` when ``name`` is a bare shipped policy name (e.g.
+    ``dynamic_jobshop``) and no file of that name exists here; None otherwise."""
+    text = str(name)
+    if Path(text).exists() or "/" in text or "\\" in text or text.endswith(".zip"):
+        return None
+    path = POLICIES / f"{text}.zip"
+    return path if path.is_file() else None
+
+
 def load_model(model_path: str | Path, algo: str | None = None):
     """Load a saved model; the algorithm comes from ``algo``, the model's ``twinopt_config`` or
-    the ``config.json`` next to it, else each known algorithm is tried. InputError if unreadable."""
-    path = Path(model_path)
+    the ``config.json`` next to it, else each known algorithm is tried. A bare shipped policy name
+    (``jss15x15``, ``dynamic_jobshop``: :func:`shipped_policy`) loads that policy. InputError if
+    unreadable."""
+    path = shipped_policy(model_path) or Path(model_path)
     if not path.is_file():
         raise InputError(f"{path}: no such model file")
     if algo is None:

@@ -1,12 +1,14 @@
 """Compare a saved policy with the environment's baselines over the same seeds (95 % CIs).
 
-MODEL is a model.zip written by `twinopt train`. Baselines for twinopt/Dispatch-v0 and
-twinopt/DynamicDispatch-v0 are the dispatching rules (fifo, spt, lpt, mwkr, lwkr, mor, lor, edd)
-and a random masked policy.
+MODEL is a model.zip written by `twinopt train`, or the name of a shipped policy
+(optimizers/rl/policies/<name>.zip: jss15x15, dynamic_jobshop, glue_dispensing). Baselines for twinopt/Dispatch-v0 and
+twinopt/DynamicDispatch-v0 are the dispatching rules (fifo, spt, lpt, mwkr, lwkr, mor, lor, edd,
+mdd, slack, cr, atc) and a random masked policy.
 
 examples:
   twinopt evaluate runs/dispatch/model.zip --env twinopt/Dispatch-v0 --episodes 20 --html out/eval.html
   twinopt evaluate optimizers/rl/policies/jss15x15.zip --env twinopt/Dispatch-v0 --baselines mwkr,spt
+  twinopt evaluate dynamic_jobshop --seed 100 --baselines edd,atc --metric tardiness
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="saved model (.zip)")
+    parser.add_argument("model", metavar="MODEL", help="saved model (.zip) or shipped policy name")
     parser.add_argument("--env", default=None, metavar="ENV_ID", help="environment id (default: the model's own)")
     parser.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes (default 10)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="first episode seed (default 0)")

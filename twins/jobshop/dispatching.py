@@ -54,7 +54,13 @@ class DispatchEngine(Protocol):
         """Float32 (rows, n_features): one feature row per row, the engine's ``FEATURES``."""
         ...
 
-    # -- what dispatching rules read (float (rows,), time units) ------------------------------
+    # -- what dispatching rules read (time units; arrays float (rows,)) ------------------------
+    @property
+    def now(self) -> float:
+        """The decision time: when the freed machine can start a candidate (static: the earliest
+        start of the candidates' next operations; twin: the simulation clock)."""
+        ...
+
     @property
     def job_ready(self) -> np.ndarray:
         """Time each row became ready for its next operation (FIFO)."""

@@ -230,6 +230,11 @@ class JobShopEngine:
 
     # -- read-only views for dispatch rules (arrays of shape (n_jobs,), time units) -----------
     @property
+    def now(self) -> float:
+        """Decision time: the earliest start of the candidates' next operations (0 once done)."""
+        return float(self._est[self.candidates].min()) if len(self.candidates) else 0.0
+
+    @property
     def op_duration(self) -> np.ndarray:
         """Duration of each job's next operation (a huge number once the job is finished)."""
         return self._p
