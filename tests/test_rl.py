@@ -268,3 +268,38 @@ def test_rule_cloning_warm_starts_a_slot_scorer_on_the_dynamic_job_shop(tmp_path
     path = clone_rule("twinopt/DynamicDispatch-v0", "edd", 1, tmp_path, epochs=1, seed=3)
     model = load_model(str(path))
     assert model.policy.mlp_extractor.alive_feature is None and model.policy.mlp_extractor.n_features == 14
+
+
+def test_self_labeling_labels_are_feasible_best_of_k_and_a_step_is_deterministic():
+    from optimizers.rl.imitation import new_model
+    from optimizers.rl.self_labeling import best_of_k, greedy_makespans, labels, rollouts, train_step
+    from twins.jobshop.schedule import Schedule, ScheduledOperation
+
+    insts = [random_instance(np.random.default_rng((3, i)), 6, 6, name=f"sl{i}") for i in range(2)]
+
+    def step(seed: int):
+        torch.manual_seed(seed)
+        model = new_model(6, 6, hidden=16, attention_layers=1, seed=seed)
+        scorer = model.policy.mlp_extractor
+        rng = np.random.default_rng(seed)
+        best = best_of_k(scorer, insts, 8, rng)
+        data = [labels(inst, run.choices) for inst, (run, _) in zip(insts, best, strict=True)]
+        before = [p.detach().clone() for p in scorer.parameters()]
+        opt = torch.optim.Adam(scorer.parameters(), lr=1e-3)
+        train_step(scorer, opt, data, 16, rng)
+        return scorer, best, data, before
+
+    scorer, best, data, before = step(0)
+    for inst, (run, spans), (obs, masks, acts) in zip(insts, best, data, strict=True):
+        assert spans.shape == (8,) and run.engine.makespan_lb == spans.min()  # the best of the k samples
+        assert masks[np.arange(len(acts)), acts].all() and obs.shape == (len(acts), 6 * obs.shape[1] // 6)
+        ops = [ScheduledOperation(*row) for row in run.engine.schedule_rows()]
+        assert not check_schedule(inst, Schedule(inst.name, ops, solver="sl"))
+        assert Schedule(inst.name, ops, solver="sl").makespan == spans.min()
+    assert any(not torch.equal(a, b) for a, b in zip(before, scorer.parameters(), strict=True))
+    again, best2, _, _ = step(0)
+    assert [r.choices for r, _ in best] == [r.choices for r, _ in best2]
+    assert all(torch.equal(a, b) for a, b in zip(scorer.parameters(), again.parameters(), strict=True))
+    greedy = rollouts(scorer, insts, 2, None)  # greedy: every copy takes the same choices
+    assert all(g[0].choices == g[1].choices for g in greedy)
+    assert (greedy_makespans(scorer, insts) == [g[0].engine.makespan_lb for g in greedy]).all()
