@@ -180,7 +180,7 @@ class RoughCut:
         out: dict[str, Array] = {}
         for key, fn in self.responses[i].items():
             try:
-                v = np.broadcast_to(np.asarray(fn(env), float), shape)
+                v = np.broadcast_to(np.asarray(fn(env), float), shape)  # type: ignore[arg-type]  # arrays work
             except (TypeError, ValueError):  # a model that takes one point at a time
                 flat = {k: np.broadcast_to(np.asarray(v, float), shape).ravel() for k, v in env.items()}
                 n = int(np.prod(shape)) if shape else 1

@@ -133,14 +133,14 @@ def train_step(scorer, optimizer, data: list[tuple[np.ndarray, np.ndarray, np.nd
     import torch
 
     batches = []
-    for d, (obs, _, _) in enumerate(data):
-        perm = rng.permutation(len(obs))
+    for d, (rows, _, _) in enumerate(data):
+        perm = rng.permutation(len(rows))
         batches += [(d, perm[s:s + batch_size]) for s in range(0, len(perm), batch_size)]
     losses = []
     scorer.train()
     for j in rng.permutation(len(batches)):
         d, idx = batches[j]
-        obs, masks, acts = (torch.as_tensor(x[idx]) for x in data[d])
+        obs, masks, acts = (torch.as_tensor(np.asarray(x)[idx]) for x in data[d])
         logits = scorer.forward_actor(obs).masked_fill(~masks, -1e8)
         loss = torch.nn.functional.cross_entropy(logits, acts)
         optimizer.zero_grad()
@@ -221,8 +221,9 @@ def train(init: Path, out: Path, sizes: list[tuple[int, int]], weights: list[flo
                  for i in range(instances_per_iter)]
         count += len(insts)
         best = best_of_k(scorer, insts, k, rng, mode)
-        data = [labels(inst, run.choices, mode) for inst, (run, _) in zip(insts, best, strict=True)]
-        data = [tuple(np.concatenate([d[j] for d in data]) for j in range(3))]
+        per_instance = [labels(inst, run.choices, mode) for inst, (run, _) in zip(insts, best, strict=True)]
+        obs, masks, acts = (np.concatenate([d[j] for d in per_instance]) for j in range(3))
+        data = [(obs, masks, acts)]
         recent_gain += [float(spans.min() / spans.mean()) for _, spans in best]
         recent_loss.append(train_step(scorer, optimizer, data, batch_size, rng))
         bar.set_postfix(size=f"{n}x{m}", loss=f"{np.mean(recent_loss[-20:]):.3f}",
