@@ -42,6 +42,19 @@ def evaluations_to_reach(values: list[float], threshold: float) -> int | None:
     return next((i + 1 for i, v in enumerate(values) if v >= threshold), None)
 
 
+def method_row(sampler: str, hits: list[int | None], bests: list[float], per_eval: list[float],
+               budget: int) -> tuple[str, dict]:
+    """One method's line of the results table and its JSON entry, from its runs (one per seed)."""
+    reached = [h for h in hits if h is not None]
+    mean = f"{statistics.mean(reached):.1f}" if reached else "–"
+    median = f"{statistics.median(reached):g}" if reached else "–"
+    seeds_txt = " ".join(str(h) if h is not None else f">{budget}" for h in hits)
+    line = (f"{sampler:<8} {len(reached):>4}/{len(hits):<3} {mean:>10} {median:>7} {seeds_txt:<28} "
+            f"{statistics.mean(bests):>17.1f} {1000 * statistics.mean(per_eval):>8.0f}")
+    return line, {"budget": budget, "evaluations_to_reach": hits, "reached": len(reached), "best_values": bests,
+                  "seconds_per_evaluation": statistics.mean(per_eval)}
+
+
 def budgets(items: list[str]) -> dict[str, int]:
     """``--budget-of METHOD=N`` options as a dict; exits with a one-line error on a bad one."""
     out: dict[str, int] = {}
@@ -121,14 +134,9 @@ def main() -> None:
             hits.append(evaluations_to_reach(values, threshold))
             bests.append(max(values))
             per_eval.append(float(result.recommendation.provenance.extra["seconds_per_evaluation"]))
+        line, report["methods"][sampler] = method_row(sampler, hits, bests, per_eval, budget)
+        print(line)
         reached = [h for h in hits if h is not None]
-        mean = f"{statistics.mean(reached):.1f}" if reached else "–"
-        median = f"{statistics.median(reached):g}" if reached else "–"
-        seeds_txt = " ".join(str(h) if h is not None else f">{budget}" for h in hits)
-        print(f"{sampler:<8} {len(reached):>4}/{args.seeds:<3} {mean:>10} {median:>7} {seeds_txt:<28} "
-              f"{statistics.mean(bests):>17.1f} {1000 * statistics.mean(per_eval):>8.0f}")
-        report["methods"][sampler] = {"budget": budget, "evaluations_to_reach": hits, "reached": len(reached),
-                                      "best_values": bests, "seconds_per_evaluation": statistics.mean(per_eval)}
         if len(reached) == args.seeds:  # a mean over seeds that all got there
             means[sampler] = statistics.mean(reached)
     tpe = means.get("tpe", args.tpe_mean if "tpe" not in report["methods"] else None)

@@ -80,8 +80,6 @@ class RoughCut:
         self.names = [st.name for st in self.stations]
         a, b = sc.horizon.warmup, sc.horizon.length
         self.window = b - a
-        hours = UNITS_PER_HOUR[sc.time_unit]
-        self.hours = self.window / hours  # the window in hours
         n_s, n_p = len(self.stations), len(sc.products)
         # capacity: machines × share of the window planned on × up share of time-based failures
         self.machines = np.array([st.machines for st in self.stations], float)
@@ -199,6 +197,10 @@ class RoughCut:
             raise InputError(f"unknown station(s) {', '.join(sorted(unknown))} (stations: {', '.join(self.names)})")
         shape = np.broadcast_shapes(*(np.shape(v) for vals in setpoints.values() for v in vals.values()))
         n_s, n_p = len(self.stations), len(self.scenario.products)
+
+        def per_station(a: Array) -> Array:  # (stations,) → (stations, 1, …) against (stations, *shape)
+            return a.reshape((n_s,) + (1,) * len(shape))
+
         factor, keep, busy_kw = [], [], []
         for i, st in enumerate(self.stations):
             r = self._responses(i, setpoints.get(st.name, {}), shape)
@@ -217,7 +219,7 @@ class RoughCut:
                 rw = self.names.index(st.rework.station)
                 work[v.product, rw] += good[v.product] * st.rework.probability * self.t[v.product, rw] * factor[rw]
             good[v.product] = good[v.product] * keep[v.station]
-        capacity = (self.machines * self.on * self.up).reshape((n_s,) + (1,) * len(shape))
+        capacity = per_station(self.machines * self.on * self.up)
         fixed_load = np.tensordot(self.fixed, work, axes=(0, 0))  # (n_s, *shape)
         scale = np.minimum(1.0, np.min(np.where(fixed_load > 0, capacity / np.maximum(fixed_load, 1e-300), np.inf),
                                        axis=0))  # arrivals beyond capacity are not served
@@ -231,15 +233,14 @@ class RoughCut:
         good_units = released * good
         scrapped = released - good_units
         busy = np.einsum("j...,ji...->i...", released, work)  # machine time per station
-        busy_up = busy / (1.0 + self.op_down.reshape((n_s,) + (1,) * len(shape)))  # processing, repairs apart
-        avail = (self.machines * self.on * self.window).reshape((n_s,) + (1,) * len(shape))
-        down = busy - busy_up + avail * (1.0 - self.up.reshape((n_s,) + (1,) * len(shape)))
-        idle = np.maximum(avail - busy - avail * (1.0 - self.up.reshape((n_s,) + (1,) * len(shape))), 0.0)
-        off = (self.machines * (1.0 - self.on) * self.window).reshape((n_s,) + (1,) * len(shape))
-        per_h = UNITS_PER_HOUR[self.scenario.time_unit]
-        kw = np.stack(busy_kw)
-        kwh = (busy_up * kw + idle * self.p_idle.reshape(capacity.shape) + down * self.p_down.reshape(capacity.shape)
-               + off * self.p_off.reshape(capacity.shape)).sum(axis=0) / per_h
+        busy_up = busy / per_station(1.0 + self.op_down)  # processing, repairs apart
+        avail = per_station(self.machines * self.on * self.window)
+        broken = avail * per_station(1.0 - self.up)  # down time of time-based failures
+        down = busy - busy_up + broken
+        idle = np.maximum(avail - busy - broken, 0.0)
+        off = per_station(self.machines * (1.0 - self.on) * self.window)
+        kwh = (busy_up * np.stack(busy_kw) + idle * per_station(self.p_idle) + down * per_station(self.p_down)
+               + off * per_station(self.p_off)).sum(axis=0) / UNITS_PER_HOUR[self.scenario.time_unit]
         cost = kwh * self.price
         g = good_units.sum(axis=0)
         s = scrapped.sum(axis=0)
