@@ -302,4 +302,8 @@ def test_self_labeling_labels_are_feasible_best_of_k_and_a_step_is_deterministic
     assert all(torch.equal(a, b) for a, b in zip(scorer.parameters(), again.parameters(), strict=True))
     greedy = rollouts(scorer, insts, 2, None)  # greedy: every copy takes the same choices
     assert all(g[0].choices == g[1].choices for g in greedy)
+    cold = rollouts(scorer, insts, 2, np.random.default_rng(1), temperature=1e-6)  # sampling -> greedy as T -> 0
+    hot = rollouts(scorer, insts, 2, np.random.default_rng(1))
+    assert all(c.choices == g[0].choices for cg, g in zip(cold, greedy, strict=True) for c in cg)
+    assert any(h.choices != g[0].choices for hg, g in zip(hot, greedy, strict=True) for h in hg)
     assert (greedy_makespans(scorer, insts) == [g[0].engine.makespan_lb for g in greedy]).all()

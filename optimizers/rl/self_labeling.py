@@ -47,11 +47,12 @@ def _advance_forced(engine: JobShopEngine) -> None:
 
 
 def rollouts(scorer, instances: list[JobShopInstance], k: int, rng: np.random.Generator | None,
-             mode: str = "active") -> list[list[Run]]:
+             mode: str = "active", temperature: float = 1.0) -> list[list[Run]]:
     """``k`` complete schedules of every instance (all of one number of jobs), all engines in
     lockstep with one batched scorer call per step. ``rng`` None = greedy (masked argmax, lowest
     job on ties, as :func:`optimizers.rl.dispatch.greedy_dispatch`), else each choice is drawn
-    from the masked softmax of the scores (Gumbel-max with ``rng``). Single-candidate decisions
+    from the masked softmax of the scores / ``temperature`` (Gumbel-max with ``rng``; below 1 the
+    samples stay closer to the greedy schedule). Single-candidate decisions
     are taken without the scorer. Returns ``runs[instance][sample]``."""
     import torch
 
@@ -70,7 +71,7 @@ def rollouts(scorer, instances: list[JobShopInstance], k: int, rng: np.random.Ge
             mask = np.stack([r.engine.mask for r in live])
             logits = scorer.forward_actor(obs).numpy().astype(np.float64)
             if rng is not None:
-                logits = logits + rng.gumbel(size=logits.shape)
+                logits = logits / temperature + rng.gumbel(size=logits.shape)
             act = np.where(mask, logits, -np.inf).argmax(axis=1)
             for r, a in zip(live, act, strict=True):
                 r.choices.append(int(a))
@@ -104,10 +105,10 @@ def labels(instance: JobShopInstance, choices: list[int],
 
 
 def best_of_k(scorer, instances: list[JobShopInstance], k: int, rng: np.random.Generator,
-              mode: str = "active") -> list[tuple[Run, np.ndarray]]:
+              mode: str = "active", temperature: float = 1.0) -> list[tuple[Run, np.ndarray]]:
     """Per instance (same number of jobs): the shortest of ``k`` sampled schedules and all ``k``
     sampled makespans."""
-    runs = rollouts(scorer, instances, k, rng, mode)
+    runs = rollouts(scorer, instances, k, rng, mode, temperature)
     out = []
     for group in runs:
         spans = np.array([makespan(r) for r in group])
@@ -179,7 +180,7 @@ def train(init: Path, out: Path, sizes: list[tuple[int, int]], weights: list[flo
           instances_per_iter: int = 4, iterations: int = 1000, minutes: float | None = None, lr: float = 1e-5,
           batch_size: int = 256, seed: int = 0, val_sizes: list[tuple[int, int]] | None = None,
           val_per_size: int = 4, val_every: int = 10, val_seed: int = 99_000, mode: str = "active",
-          progress: bool = True) -> dict:
+          progress: bool = True, temperature: float = 1.0) -> dict:
     """Self-labeling from the saved JobScoringPolicy model ``init``; writes ``out/model.zip`` (the
     checkpoint with the best mean validation greedy makespan / MWKR, the initial weights included)
     and ``out/config.json``. Each iteration draws ``instances_per_iter`` instances of one size
@@ -220,7 +221,7 @@ def train(init: Path, out: Path, sizes: list[tuple[int, int]], weights: list[flo
         insts = [random_instance(np.random.default_rng((seed, it, i)), n, m, name=f"sl{it}_{i}")
                  for i in range(instances_per_iter)]
         count += len(insts)
-        best = best_of_k(scorer, insts, k, rng, mode)
+        best = best_of_k(scorer, insts, k, rng, mode, temperature)
         per_instance = [labels(inst, run.choices, mode) for inst, (run, _) in zip(insts, best, strict=True)]
         obs, masks, acts = (np.concatenate([d[j] for d in per_instance]) for j in range(3))
         data = [(obs, masks, acts)]
@@ -244,7 +245,8 @@ def train(init: Path, out: Path, sizes: list[tuple[int, int]], weights: list[flo
             break
     config = {"command": "python -m optimizers.rl.self_labeling " + " ".join(sys.argv[1:]), "init": str(init),
               "sizes": [f"{a}x{b}" for a, b in sizes], "weights": p.round(4).tolist(), "k": k,
-              "instances_per_iter": instances_per_iter, "lr": lr, "batch_size": batch_size, "seed": seed,
+              "instances_per_iter": instances_per_iter, "temperature": temperature, "lr": lr,
+              "batch_size": batch_size, "seed": seed,
               "mode": mode, "val_sizes": [f"{a}x{b}" for a, b in (val_sizes or sizes)], "val_per_size": val_per_size,
               "val_seed": val_seed, "best_iteration": best_it, "best_val_ratio_to_mwkr": round(best_ratio, 4),
               "train_instances": count, "wall_minutes": round((time.perf_counter() - started) / 60, 1),
@@ -263,6 +265,7 @@ def _cli(argv: list[str] | None = None) -> int:
     t.add_argument("--weights", default=None, help="comma-separated probabilities of the sizes")
     t.add_argument("--k", type=int, default=32, help="sampled schedules per instance")
     t.add_argument("--instances-per-iter", type=int, default=4)
+    t.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the k schedules")
     t.add_argument("--iterations", type=int, default=1000)
     t.add_argument("--minutes", type=float, default=None, help="stop after this wall time")
     t.add_argument("--lr", type=float, default=1e-5)
@@ -278,7 +281,7 @@ def _cli(argv: list[str] | None = None) -> int:
           [float(w) for w in args.weights.split(",")] if args.weights else None, args.k, args.instances_per_iter,
           args.iterations, args.minutes, args.lr, args.batch_size, args.seed,
           parse_sizes(args.val_sizes) if args.val_sizes else None, args.val_per_size, args.val_every,
-          mode=args.mode, progress=not args.no_progress)
+          mode=args.mode, progress=not args.no_progress, temperature=args.temperature)
     return 0
 
 
