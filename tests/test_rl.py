@@ -306,4 +306,6 @@ def test_self_labeling_labels_are_feasible_best_of_k_and_a_step_is_deterministic
     hot = rollouts(scorer, insts, 2, np.random.default_rng(1))
     assert all(c.choices == g[0].choices for cg, g in zip(cold, greedy, strict=True) for c in cg)
     assert any(h.choices != g[0].choices for hg, g in zip(hot, greedy, strict=True) for h in hg)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        rollouts(scorer, insts, 2, np.random.default_rng(1), temperature=0.0)
     assert (greedy_makespans(scorer, insts) == [g[0].engine.makespan_lb for g in greedy]).all()

@@ -58,6 +58,8 @@ def rollouts(scorer, instances: list[JobShopInstance], k: int, rng: np.random.Ge
 
     if len({inst.n_jobs for inst in instances}) > 1:
         raise ValueError("rollouts: every instance of one call needs the same number of jobs")
+    if not temperature > 0:
+        raise ValueError(f"rollouts: the sampling temperature must be > 0, got {temperature}")
     runs = [[Run(JobShopEngine(inst, mode), []) for _ in range(k)] for inst in instances]
     live = [r for group in runs for r in group]
     with torch.inference_mode():
@@ -255,6 +257,13 @@ def train(init: Path, out: Path, sizes: list[tuple[int, int]], weights: list[flo
     return config
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def _cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optimizers.rl.self_labeling", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -265,7 +274,7 @@ def _cli(argv: list[str] | None = None) -> int:
     t.add_argument("--weights", default=None, help="comma-separated probabilities of the sizes")
     t.add_argument("--k", type=int, default=32, help="sampled schedules per instance")
     t.add_argument("--instances-per-iter", type=int, default=4)
-    t.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the k schedules")
+    t.add_argument("--temperature", type=_positive, default=1.0, help="sampling temperature of the k schedules")
     t.add_argument("--iterations", type=int, default=1000)
     t.add_argument("--minutes", type=float, default=None, help="stop after this wall time")
     t.add_argument("--lr", type=float, default=1e-5)
